@@ -1,0 +1,278 @@
+"""The job spec: one YAML file validated by pydantic, plus `--set a.b=c` overrides.
+
+Relative paths in the spec (data files, model directories, DeepSpeed JSON, local storage) are
+resolved against the spec file's directory at load time, so a loaded spec is self-contained and
+can travel to Ray workers as plain JSON.
+"""
+
+from __future__ import annotations
+
+import re
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ftray.errors import FtrayError
+from ftray.strategies import STRATEGIES, AnyStrategyConfig
+from ftray.tasks import TASK_METRICS, Task, default_metric, metric_mode
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSpec(Section):
+    name: str = "all-MiniLM-L6-v2"  # local directory, bundled model name, or hub id
+    task: Task = "sequence-classification"
+    labels: list[str] | None = None  # inferred from the training data when omitted
+    max_length: int = Field(128, gt=0)
+
+    @field_validator("labels")
+    @classmethod
+    def _distinct_labels(cls, labels: list[str] | None) -> list[str] | None:
+        if labels is not None:
+            if not labels:
+                raise ValueError("must list at least one label")
+            duplicates = sorted({x for x in labels if labels.count(x) > 1})
+            if duplicates:
+                raise ValueError(f"lists {', '.join(duplicates)} more than once")
+        return labels
+
+
+class DataSpec(Section):
+    train: str
+    validation: str | None = None  # else a seeded, label-stratified split of `train`
+    validation_split: float = Field(0.2, gt=0, lt=1)
+    format: Literal["auto", "jsonl", "csv", "parquet"] = "auto"
+    text_field: str = "text"
+    label_field: str = "label"
+    tokens_field: str = "tokens"
+    tags_field: str = "tags"
+    prompt_field: str = "prompt"
+    completion_field: str = "completion"
+    group_field: str | None = None  # per-slice metrics (e.g. a demographic or product group)
+    max_slice_gap: float = Field(0.1, ge=0, le=1)  # flag slices this far below the best one
+    fraction: float = Field(1.0, gt=0, le=1)  # train on a seeded subset (data-efficiency studies)
+    seed: int = 0
+
+
+class EarlyStoppingSpec(Section):
+    metric: str | None = None  # also picks the best checkpoint; default: the task's main metric
+    mode: Literal["max", "min"] | None = None  # inferred from the metric when omitted
+    patience: int = Field(2, ge=0)  # evaluations without improvement before stopping; 0: never
+    min_delta: float = Field(0.0, ge=0)
+
+
+class TrainSpec(Section):
+    epochs: int = Field(3, gt=0)
+    max_steps: int | None = Field(None, gt=0)  # optimizer steps; caps `epochs`
+    batch_size: int = Field(16, gt=0)  # per worker, per micro-step
+    eval_batch_size: int | None = Field(None, gt=0)
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    learning_rate: float | None = Field(None, gt=0)  # default: the strategy's own
+    weight_decay: float = Field(0.01, ge=0)  # L2, decoupled (AdamW)
+    l1: float = Field(0.0, ge=0)  # L1 penalty coefficient on trainable weights
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    eval_steps: int | None = Field(None, gt=0)  # evaluate every N optimizer steps; default: epoch
+    seed: int = 42
+    early_stopping: EarlyStoppingSpec = EarlyStoppingSpec()
+
+
+class ScalingSpec(Section):
+    num_workers: int = Field(2, gt=0)
+    use_gpu: bool | Literal["auto"] = "auto"
+    cpus_per_worker: float = Field(1, gt=0)
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+
+
+class DeepSpeedSpec(Section):
+    zero_stage: Literal[0, 1, 2, 3] = 0
+    bf16: bool | Literal["auto"] = "auto"  # auto: on when training on GPUs
+    config: str | None = None  # a DeepSpeed JSON file whose keys override the generated config
+
+
+class CheckpointSpec(Section):
+    storage_path: str = "~/ftray/runs"  # local directory or s3://bucket/prefix
+    num_to_keep: int = Field(2, gt=0)
+    max_failures: int = Field(1, ge=0)  # worker-group restarts from the last checkpoint
+    output_dir: str | None = None  # default: <storage_path>/<run>/model (local storage only)
+
+
+class JobSpec(Section):
+    name: str = "ftray-job"
+    model: ModelSpec = ModelSpec()
+    data: DataSpec
+    strategy: AnyStrategyConfig = Field(default_factory=lambda: STRATEGIES["adapter"].config_type())
+    train: TrainSpec = TrainSpec()
+    scaling: ScalingSpec = ScalingSpec()
+    deepspeed: DeepSpeedSpec = DeepSpeedSpec()
+    checkpoint: CheckpointSpec = CheckpointSpec()
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        if not NAME_PATTERN.match(name):
+            raise ValueError("use 1-128 letters, digits, '.', '_' or '-', starting alphanumeric")
+        return name
+
+    @model_validator(mode="after")
+    def _metric_is_reported(self) -> JobSpec:
+        stop = self.train.early_stopping
+        task = self.model.task
+        if stop.metric is not None and stop.metric not in TASK_METRICS[task]:
+            raise ValueError(
+                f"train.early_stopping.metric: {stop.metric!r} is not reported for {task} "
+                f"(one of {', '.join(TASK_METRICS[task])})"
+            )
+        return self
+
+    @property
+    def metric(self) -> str:
+        """The objective: early stopping, best checkpoint and tuning all optimise it."""
+        return self.train.early_stopping.metric or default_metric(self.model.task)
+
+    @property
+    def mode(self) -> str:
+        return self.train.early_stopping.mode or metric_mode(self.metric)
+
+    @property
+    def learning_rate(self) -> float:
+        return self.train.learning_rate or STRATEGIES[self.strategy.kind].default_learning_rate
+
+
+def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> JobSpec:
+    """Read a YAML job spec, apply `a.b=c` overrides, validate, and resolve relative paths."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise FtrayError(f"{path}: job spec not found") from None
+    except OSError as exc:
+        raise FtrayError(f"{path}: cannot read job spec: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "?"
+        problem = getattr(exc, "problem", None) or "malformed YAML"
+        raise FtrayError(f"{path}: {where}: malformed YAML: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise FtrayError(f"{path}: a job spec is a mapping of sections, got {type(raw).__name__}")
+    for override in overrides:
+        apply_override(raw, override)
+    return spec_from_dict(raw, source=str(path), base_dir=path.resolve().parent)
+
+
+def spec_from_dict(
+    raw: dict[str, Any], source: str = "job spec", base_dir: Path | None = None
+) -> JobSpec:
+    """Validate a plain dict as a job spec; `base_dir` anchors relative paths."""
+    try:
+        spec = JobSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise FtrayError(f"{source}: {describe_validation_error(exc)}") from None
+    if base_dir is not None:
+        _resolve_paths(spec, base_dir)
+    return spec
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Apply `a.b.c=value` to a raw spec dict; the value is parsed as YAML (numbers, lists...).
+
+    A section's knobs belong to its `kind`: setting a different kind starts the section afresh
+    (`--set strategy.kind=prompt` drops the file's LoRA rank); knobs set after it apply.
+    """
+    key, sep, value = override.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(parts):
+        raise FtrayError(f"--set {override!r}: expected key.path=value")
+    if len(parts) == 2 and parts[1] == "kind" and isinstance(raw.get(parts[0]), dict):
+        if raw[parts[0]].get("kind") != yaml.safe_load(value):
+            raw[parts[0]] = {}
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise FtrayError(f"--set {override!r}: {part} is not a section")
+        node = child
+    try:
+        node[parts[-1]] = yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise FtrayError(f"--set {override!r}: value is not valid YAML") from None
+
+
+def _resolve_paths(spec: JobSpec, base_dir: Path) -> None:
+    def local(value: str) -> str:
+        candidate = Path(value).expanduser()
+        return str(candidate if candidate.is_absolute() else (base_dir / candidate).resolve())
+
+    spec.data.train = local(spec.data.train)
+    if spec.data.validation:
+        spec.data.validation = local(spec.data.validation)
+    if spec.deepspeed.config:
+        spec.deepspeed.config = local(spec.deepspeed.config)
+    model_dir = Path(spec.model.name).expanduser()
+    if not model_dir.is_absolute() and (base_dir / model_dir).is_dir():
+        spec.model.name = str((base_dir / model_dir).resolve())
+    if "://" not in spec.checkpoint.storage_path:
+        spec.checkpoint.storage_path = local(spec.checkpoint.storage_path)
+    if spec.checkpoint.output_dir:
+        spec.checkpoint.output_dir = local(spec.checkpoint.output_dir)
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """The first pydantic error as one line: the dotted field, then what is wrong with it."""
+    error = exc.errors()[0]
+    loc, strategy_kind = _user_location(error["loc"])
+    where = ".".join(loc) or "spec"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        allowed = _fields_at(loc[:-1], strategy_kind)
+        hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
+        return f"unknown field {where!r}{hint}"
+    if kind == "union_tag_invalid":
+        return f"{where}.kind: {error['input'].get('kind')!r} is not one of {', '.join(STRATEGIES)}"
+    if kind == "union_tag_not_found":
+        return f"{where}.kind: required (one of {', '.join(STRATEGIES)})"
+    if kind == "literal_error":
+        return f"{where}: {error['input']!r} is not one of {error['ctx']['expected']}"
+    if kind == "missing":
+        return f"{where}: required field is missing"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if loc else message
+
+
+def _user_location(loc: tuple[Any, ...]) -> tuple[list[str], str | None]:
+    """Split off the tag pydantic inserts after `strategy` (strategy.adapter.r -> strategy.r)."""
+    parts = [str(p) for p in loc]
+    if len(parts) > 1 and parts[0] == "strategy" and parts[1] in STRATEGIES:
+        return [parts[0], *parts[2:]], parts[1]
+    return parts, None
+
+
+def _fields_at(loc: list[str], strategy_kind: str | None) -> list[str]:
+    """The field names allowed at `loc`, for 'unknown field' hints."""
+    model: type[BaseModel] = JobSpec
+    for part in loc:
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field else None
+        if part == "strategy" and strategy_kind:
+            model = STRATEGIES[strategy_kind].config_type
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            inner = [a for a in typing.get_args(annotation) if isinstance(a, type)]
+            models = [a for a in inner if issubclass(a, BaseModel)]
+            if not models:
+                return []
+            model = models[0]
+    return list(model.model_fields)

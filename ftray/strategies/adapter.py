@@ -1,0 +1,58 @@
+"""`adapter`: PEFT adapters (LoRA by default, or IA3) on a frozen model, plus the task head."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from ftray.errors import FtrayError
+from ftray.strategies.base import Strategy, StrategyConfig, peft_task_type
+
+if TYPE_CHECKING:
+    from torch import nn
+    from transformers import PreTrainedModel
+
+
+class AdapterConfig(StrategyConfig):
+    kind: Literal["adapter"] = "adapter"
+    method: Literal["lora", "ia3"] = "lora"
+    r: int = Field(8, gt=0)  # LoRA rank
+    alpha: float = Field(16, gt=0)  # LoRA scaling numerator
+    dropout: float = Field(0.05, ge=0, lt=1)  # LoRA dropout
+    # Module names to adapt; by default PEFT's choice for the architecture. "all-linear" is allowed.
+    target_modules: list[str] | Literal["all-linear"] | None = None
+
+
+class Adapter(Strategy):
+    kind = "adapter"
+    config_type = AdapterConfig
+    default_learning_rate = 5e-4
+
+    def apply(self, model: PreTrainedModel, config: StrategyConfig, task: str) -> nn.Module:
+        from peft import IA3Config, LoraConfig, get_peft_model
+
+        assert isinstance(config, AdapterConfig)
+        task_type = peft_task_type(task)
+        if config.method == "lora":
+            peft_config = LoraConfig(
+                task_type=task_type,
+                r=config.r,
+                lora_alpha=config.alpha,
+                lora_dropout=config.dropout,
+                target_modules=config.target_modules,
+            )
+        else:
+            peft_config = IA3Config(task_type=task_type, target_modules=config.target_modules)
+        try:
+            return get_peft_model(model, peft_config)
+        except ValueError as exc:
+            if "target_modules" in str(exc):
+                raise FtrayError(
+                    f"strategy.target_modules: PEFT has no default {config.method} modules for "
+                    f"{model.config.model_type}; list the module names to adapt"
+                ) from None
+            raise FtrayError(f"strategy: {exc}") from None
+
+
+STRATEGY = Adapter()

@@ -1,0 +1,80 @@
+"""`prompt`: learned virtual tokens (PEFT prompt tuning, p-tuning, or prefix tuning) on a frozen
+model, plus the task head.
+
+Prompt tuning and p-tuning prepend `num_virtual_tokens` positions to the sequence, so token-level
+logits carry that many extra positions in front; `logit_offset` tells the loop to drop them before
+they meet the labels (PEFT's own token-classification path compares them unshifted and fails).
+Prefix tuning needs a model that accepts `past_key_values`; encoders such as BERT do not.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from ftray.errors import FtrayError
+from ftray.strategies.base import Strategy, StrategyConfig, peft_task_type
+
+if TYPE_CHECKING:
+    from torch import nn
+    from transformers import PreTrainedModel
+
+
+class PromptConfig(StrategyConfig):
+    kind: Literal["prompt"] = "prompt"
+    method: Literal["prompt_tuning", "p_tuning", "prefix"] = "prompt_tuning"
+    num_virtual_tokens: int = Field(20, gt=0)
+    encoder_hidden_size: int | None = Field(None, gt=0)  # p-tuning's prompt encoder width
+    init_text: str | None = None  # prompt tuning: start from this text's embeddings
+
+
+class Prompt(Strategy):
+    kind = "prompt"
+    config_type = PromptConfig
+    default_learning_rate = 3e-2
+
+    def apply(self, model: PreTrainedModel, config: StrategyConfig, task: str) -> nn.Module:
+        from peft import (
+            PrefixTuningConfig,
+            PromptEncoderConfig,
+            PromptTuningConfig,
+            PromptTuningInit,
+            get_peft_model,
+        )
+
+        assert isinstance(config, PromptConfig)
+        common = {
+            "task_type": peft_task_type(task),
+            "num_virtual_tokens": config.num_virtual_tokens,
+        }
+        if config.method == "prefix":
+            if "past_key_values" not in inspect.signature(model.forward).parameters:
+                raise FtrayError(
+                    f"strategy.method: prefix tuning needs a model that takes past_key_values and "
+                    f"{model.config.model_type} does not; use prompt_tuning or p_tuning"
+                )
+            peft_config = PrefixTuningConfig(**common)
+        elif config.method == "p_tuning":
+            peft_config = PromptEncoderConfig(
+                **common, encoder_hidden_size=config.encoder_hidden_size or model.config.hidden_size
+            )
+        elif config.init_text:
+            peft_config = PromptTuningConfig(
+                **common,
+                prompt_tuning_init=PromptTuningInit.TEXT,
+                prompt_tuning_init_text=config.init_text,
+                tokenizer_name_or_path=model.name_or_path,
+            )
+        else:
+            peft_config = PromptTuningConfig(**common)
+        return get_peft_model(model, peft_config)
+
+    def logit_offset(self, config: StrategyConfig, task: str) -> int:
+        assert isinstance(config, PromptConfig)
+        prepends = config.method in ("prompt_tuning", "p_tuning")
+        return config.num_virtual_tokens if prepends and task != "sequence-classification" else 0
+
+
+STRATEGY = Prompt()
