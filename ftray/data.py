@@ -1,0 +1,221 @@
+"""Reading training data: files to checked examples, labels, groups and the validation split.
+
+Examples are plain dicts with task-specific keys (see `normalize`), so the same data flows to the
+tokenizer, to the data checks and to the tests. Every problem is reported with the spec field,
+the file and the 1-based row that caused it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ftray.errors import FtrayError
+from ftray.spec import DataSpec, JobSpec
+
+FORMATS = {
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+@dataclass
+class Splits:
+    train: list[dict[str, Any]]
+    validation: list[dict[str, Any]]
+    labels: list[str] = field(default_factory=list)  # class names or BIO tags; empty for causal-lm
+    groups: list[str] = field(default_factory=list)  # slice names when data.group_field is set
+
+
+def read_rows(path: str, fmt: str = "auto", what: str = "data.train") -> list[dict[str, Any]]:
+    """All rows of a JSONL, CSV or Parquet file as dicts."""
+    file = Path(path)
+    if fmt == "auto":
+        fmt = FORMATS.get(file.suffix.lower(), "")
+        if not fmt:
+            raise FtrayError(
+                f"{what}: cannot tell the format of {file.name}; "
+                "use a .jsonl, .csv or .parquet file or set data.format"
+            )
+    if not file.is_file():
+        raise FtrayError(f"{what}: file not found: {path}")
+    if fmt == "jsonl":
+        rows = _read_jsonl(file, what)
+    elif fmt == "csv":
+        with file.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    else:
+        import pyarrow.parquet as pq
+
+        try:
+            rows = pq.read_table(file).to_pylist()
+        except Exception as exc:
+            raise FtrayError(f"{what}: {file.name} is not a readable Parquet file: {exc}") from None
+    if not rows:
+        raise FtrayError(f"{what}: {path} has no rows")
+    return rows
+
+
+def _read_jsonl(file: Path, what: str) -> list[dict[str, Any]]:
+    rows = []
+    with file.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise FtrayError(
+                    f"{what}: {file.name} line {number}: invalid JSON: {exc.msg}"
+                ) from None
+            if not isinstance(row, dict):
+                raise FtrayError(f"{what}: {file.name} line {number}: expected a JSON object")
+            rows.append(row)
+    return rows
+
+
+def normalize(rows: list[dict[str, Any]], task: str, data: DataSpec, where: str) -> list[dict]:
+    """Pick and check the task's fields in every row.
+
+    sequence-classification -> {"text", "label"}; token-classification -> {"tokens", "tags"};
+    causal-lm -> {"prompt", "completion"}; each with "group" when data.group_field is set.
+    """
+    examples = []
+    for number, row in enumerate(rows, start=1):
+        at = f"{where} row {number}"
+        if task == "sequence-classification":
+            example = {
+                "text": _text(row, data.text_field, at),
+                "label": _label(row, data.label_field, at),
+            }
+        elif task == "token-classification":
+            tokens = _string_list(row, data.tokens_field, at)
+            tags = _string_list(row, data.tags_field, at)
+            if len(tokens) != len(tags):
+                raise FtrayError(
+                    f"{at}: {len(tokens)} {data.tokens_field} but {len(tags)} {data.tags_field}"
+                )
+            example = {"tokens": tokens, "tags": tags}
+        else:
+            example = {
+                "prompt": _text(row, data.prompt_field, at, allow_empty=True),
+                "completion": _text(row, data.completion_field, at),
+            }
+        if data.group_field:
+            example["group"] = _label(row, data.group_field, at)
+        examples.append(example)
+    return examples
+
+
+def _text(row: dict, name: str, at: str, allow_empty: bool = False) -> str:
+    value = row.get(name)
+    if not isinstance(value, str) or (not allow_empty and not value.strip()):
+        state = "missing" if value is None else "empty" if value == "" else "not a string"
+        raise FtrayError(f"{at}: field {name!r} is {state}")
+    return value
+
+
+def _label(row: dict, name: str, at: str) -> str:
+    value = row.get(name)
+    if value is None or value == "":
+        raise FtrayError(f"{at}: field {name!r} is missing")
+    if isinstance(value, (dict, list)):
+        raise FtrayError(f"{at}: field {name!r} must be a single value")
+    return str(value)
+
+
+def _string_list(row: dict, name: str, at: str) -> list[str]:
+    value = row.get(name)
+    if isinstance(value, str):  # CSV cells: whitespace-separated
+        value = value.split()
+    if not isinstance(value, list) or not value:
+        raise FtrayError(f"{at}: field {name!r} must be a non-empty list")
+    return [str(v) for v in value]
+
+
+def resolve_labels(spec: JobSpec, train: list[dict], validation: list[dict]) -> list[str]:
+    """The declared label list, checked against the data, or the labels seen in training data."""
+    task = spec.model.task
+    if task == "causal-lm":
+        return []
+    key = "label" if task == "sequence-classification" else "tags"
+
+    def values(example: dict) -> list[str]:
+        return [example[key]] if key == "label" else example[key]
+
+    declared = spec.model.labels
+    if declared is None:
+        seen = {v for example in train for v in values(example)}
+        labels = sorted(seen) if key == "label" else _order_tags(seen)
+    else:
+        labels = list(declared)
+    known = set(labels)
+    for split, examples in (("train", train), ("validation", validation)):
+        for number, example in enumerate(examples, start=1):
+            unknown = [v for v in values(example) if v not in known]
+            if unknown:
+                source = "model.labels" if declared is not None else "the training labels"
+                raise FtrayError(
+                    f"data.{split} example {number}: label {unknown[0]!r} is not in {source} "
+                    f"({', '.join(labels)})"
+                )
+    return labels
+
+
+def _order_tags(tags: set[str]) -> list[str]:
+    """O first, then B-/I- pairs by entity type."""
+
+    def key(tag: str) -> tuple:
+        prefix, _, kind = tag.partition("-")
+        return (tag != "O", kind, prefix)
+
+    return sorted(tags, key=key)
+
+
+def stratified_split(
+    examples: list[dict], fraction: float, seed: int, key: str | None
+) -> tuple[list[dict], list[dict]]:
+    """Split off `fraction` of the examples, per label when `key` is given; seeded and stable."""
+    rng = random.Random(seed)
+    strata: dict[Any, list[int]] = defaultdict(list)
+    for index, example in enumerate(examples):
+        strata[example[key] if key else None].append(index)
+    held_out: set[int] = set()
+    for indices in strata.values():
+        rng.shuffle(indices)
+        held_out.update(indices[: round(len(indices) * fraction)])
+    kept = [e for i, e in enumerate(examples) if i not in held_out]
+    taken = [e for i, e in enumerate(examples) if i in held_out]
+    return kept, taken
+
+
+def load_splits(spec: JobSpec) -> Splits:
+    """Train and validation examples with their label and group lists, ready for encoding."""
+    data, task = spec.data, spec.model.task
+    train = normalize(read_rows(data.train, data.format, "data.train"), task, data, "data.train")
+    stratify = "label" if task == "sequence-classification" else None
+    if data.validation:
+        rows = read_rows(data.validation, data.format, "data.validation")
+        validation = normalize(rows, task, data, "data.validation")
+    else:
+        train, validation = stratified_split(train, data.validation_split, data.seed, stratify)
+        if not validation:
+            raise FtrayError(
+                f"data.validation_split: {data.validation_split} of {len(train)} examples "
+                "leaves the validation split empty; add data or set data.validation"
+            )
+    if data.fraction < 1:
+        _, train = stratified_split(train, data.fraction, data.seed, stratify)
+        if not train:
+            raise FtrayError(f"data.fraction: {data.fraction} leaves the train split empty")
+    labels = resolve_labels(spec, train, validation)
+    groups = sorted({e["group"] for e in train + validation}) if data.group_field else []
+    return Splits(train=train, validation=validation, labels=labels, groups=groups)

