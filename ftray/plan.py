@@ -1,0 +1,57 @@
+"""Checks a job on the driver before any worker starts, and says what it will train.
+
+Everything a worker would trip over later is tried here first: the data (files, fields, labels,
+splits), the DeepSpeed overrides, the tokenizer, and the strategy applied to the model built on
+the meta device (no weights are read), which also yields the trainable-parameter counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ftray.data import Splits, load_splits
+from ftray.deepspeed_config import user_overrides
+from ftray.errors import FtrayError
+from ftray.spec import JobSpec
+from ftray.strategies import get_strategy
+
+
+@dataclass
+class Plan:
+    splits: Splits
+    trainable_params: int
+    total_params: int
+
+    @property
+    def trainable_share(self) -> float:
+        return self.trainable_params / self.total_params if self.total_params else 0.0
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.splits.train)} train / {len(self.splits.validation)} validation examples; "
+            f"trainable parameters {self.trainable_params:,} of {self.total_params:,} "
+            f"({100 * self.trainable_share:.2f}%)"
+        )
+
+
+def plan_job(spec: JobSpec) -> Plan:
+    from ftray.loop import count_parameters
+    from ftray.models import load_task_model, load_tokenizer, quiet_transformers
+
+    quiet_transformers()
+    splits = load_splits(spec)
+    user_overrides(spec)
+    tokenizer = load_tokenizer(spec.model.name)
+    model = load_task_model(
+        spec.model.name, spec.model.task, splits.labels, tokenizer.pad_token_id, empty=True
+    )
+    strategy = get_strategy(spec.strategy.kind)
+    extra = strategy.logit_offset(spec.strategy, spec.model.task)
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit and spec.model.max_length + extra > limit:
+        raise FtrayError(
+            f"model.max_length: {spec.model.max_length} (+{extra} virtual tokens) exceeds the "
+            f"model's {limit} positions"
+        )
+    trainable, total = count_parameters(strategy.apply(model, spec.strategy, spec.model.task))
+    return Plan(splits=splits, trainable_params=trainable, total_params=total)

@@ -1,0 +1,115 @@
+"""Live progress on the driver: rank 0 pushes events to a small actor; the driver polls it and
+draws a rich progress bar (step, epoch, loss, validation metrics, ETA) on stderr."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+POLL_S = 0.5
+
+
+def make_sink() -> Any:
+    """An actor that buffers progress events; it takes no CPU from the workers."""
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class ProgressSink:
+        def __init__(self) -> None:
+            self.events: list[dict] = []
+
+        def push(self, event: dict) -> None:
+            self.events.append(event)
+
+        def drain(self) -> list[dict]:
+            events, self.events = self.events, []
+            return events
+
+    return ProgressSink.remote()
+
+
+def format_metrics(row: dict[str, Any]) -> str:
+    shown = []
+    for key, value in row.items():
+        if key in ("epoch", "step"):
+            continue
+        shown.append(f"{key} {value:.4f}" if isinstance(value, float) else f"{key} {value}")
+    return "  ".join(shown)
+
+
+class ProgressDisplay:
+    """Draws the events of one run while `trainer.fit()` blocks the main thread."""
+
+    def __init__(self, sink: Any, title: str, enabled: bool = True) -> None:
+        self.sink, self.title, self.enabled = sink, title, enabled
+        self.console = Console(stderr=True)
+        self.events: list[dict] = []  # everything seen, for the result (start-up time...)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("step {task.completed}/{task.total}"),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+            disable=not enabled,
+        )
+        self._task = self._progress.add_task(title, total=None, status="starting workers")
+
+    def __enter__(self) -> ProgressDisplay:
+        self._progress.start()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._poll()
+        self._progress.stop()
+
+    def _run(self) -> None:
+        while not self._stop.wait(POLL_S):
+            self._poll()
+
+    def _poll(self) -> None:
+        import ray
+
+        try:
+            events = ray.get(self.sink.drain.remote(), timeout=10)
+        except Exception:  # the display must never take the run down
+            return
+        for event in events:
+            event["received_at"] = time.time()
+            self.events.append(event)
+            if self.enabled:
+                self._show(event)
+
+    def _show(self, event: dict) -> None:
+        kind = event["kind"]
+        if kind == "start":
+            resumed = event.get("resumed_from")
+            note = f", resumed at step {resumed['step']}" if resumed else ""
+            self._progress.update(
+                self._task,
+                total=event["total_steps"],
+                completed=resumed["step"] if resumed else 0,
+                status=f"{event['world_size']} workers{note}",
+            )
+        elif kind == "step":
+            self._progress.update(
+                self._task,
+                completed=event["step"],
+                status=f"epoch {event['epoch']:.2f}  loss {event['loss']:.4f}",
+            )
+        elif kind == "eval":
+            self._progress.console.print(
+                f"  eval  epoch {event['metrics']['epoch']}  step {event['metrics']['step']}  "
+                + format_metrics(event["metrics"])
+            )

@@ -1,0 +1,187 @@
+"""`ftray train`: launch the per-worker loop on Ray Train and turn its best checkpoint into a model.
+
+The driver checks the job (`ftray.plan`), starts a TorchTrainer whose workers each run
+`ftray.loop.train_worker` inside DeepSpeed, shows progress, and finally copies the exported model
+of the best evaluation into the output directory next to `ftray_result.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from ftray import storage
+from ftray.checkpointing import EXPORT_SCORE, MODEL_DIR
+from ftray.errors import FtrayError
+from ftray.plan import Plan, plan_job
+from ftray.progress import ProgressDisplay, make_sink
+from ftray.runs import RESULT_FILE, new_run_name, output_dir, resumable_run, run_uri
+from ftray.runtime import check_capacity, cluster_capacity, ray_runtime
+from ftray.spec import JobSpec
+
+
+def ray_train_worker(config: dict[str, Any]) -> None:
+    """The function Ray Train runs on each worker."""
+    from ftray.loop import train_worker
+    from ftray.session import RaySession
+
+    train_worker(JobSpec.model_validate(config["spec"]), RaySession(config.get("progress_sink")))
+
+
+def build_trainer(
+    spec: JobSpec, run: str, progress_sink: Any = None, callbacks: list | None = None
+):
+    """A TorchTrainer for the job (Tune trials build theirs with this too)."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    scaling = spec.scaling
+    use_gpu = resolve_use_gpu(spec)
+    return TorchTrainer(
+        ray_train_worker,
+        train_loop_config={"spec": spec.model_dump(mode="json"), "progress_sink": progress_sink},
+        scaling_config=ScalingConfig(
+            num_workers=scaling.num_workers,
+            use_gpu=use_gpu,
+            resources_per_worker={
+                "CPU": scaling.cpus_per_worker,
+                **({"GPU": 1} if use_gpu else {}),
+            },
+            placement_strategy=scaling.placement_strategy,
+        ),
+        run_config=RunConfig(
+            name=run,
+            storage_path=spec.checkpoint.storage_path,
+            failure_config=FailureConfig(max_failures=spec.checkpoint.max_failures),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=spec.checkpoint.num_to_keep,
+                checkpoint_score_attribute=EXPORT_SCORE,
+                checkpoint_score_order="max",
+            ),
+            callbacks=callbacks or [],
+        ),
+    )
+
+
+def resolve_use_gpu(spec: JobSpec) -> bool:
+    if spec.scaling.use_gpu == "auto":
+        return cluster_capacity().get("GPU", 0) > 0
+    return bool(spec.scaling.use_gpu)
+
+
+def train(
+    spec: JobSpec,
+    *,
+    address: str | None = None,
+    resume: bool = False,
+    verbose: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train the job on Ray; returns the result summary also written to `ftray_result.json`."""
+    started = time.time()
+    console = Console(stderr=True)
+    plan = plan_job(spec)
+    run = resumable_run(spec) if resume else new_run_name(spec)
+    if progress:
+        verb = "resuming" if resume else "training"
+        console.print(
+            f"[bold]ftray[/] {verb} [cyan]{run}[/] ({spec.strategy.kind}): {plan.summary()}"
+        )
+    with ray_runtime(address, verbose):
+        use_gpu = resolve_use_gpu(spec)
+        check_capacity(spec.scaling.num_workers, spec.scaling.cpus_per_worker, use_gpu)
+        sink = make_sink()
+        trainer = build_trainer(spec, run, sink)
+        launched = time.time()
+        with ProgressDisplay(sink, run, enabled=progress) as display:
+            result = fit(trainer)
+    destination = output_dir(spec, run)
+    best = export_best(result.best_checkpoints, destination)
+    summary = summarize(spec, plan, run, best, result.metrics, display.events, launched)
+    summary["output_dir"] = str(destination)
+    summary["timings"]["plan_s"] = launched - started
+    summary["timings"]["total_s"] = time.time() - started
+    text = json.dumps(summary, indent=2, default=str)
+    (Path(summary["output_dir"]) / RESULT_FILE).write_text(text)
+    storage.write_text(storage.join(run_uri(spec, run), RESULT_FILE), text)
+    return summary
+
+
+def fit(trainer: Any) -> Any:
+    """trainer.fit(), with a worker's failure turned into one line naming its cause."""
+    from ray.train import TrainingFailedError
+
+    try:
+        return trainer.fit()
+    except TrainingFailedError as exc:
+        raise FtrayError(f"training failed: {failure_cause(exc)}") from None
+
+
+def failure_cause(exc: BaseException) -> str:
+    failures = getattr(exc, "worker_failures", None) or {}
+    cause = next(iter(failures.values()), None) or getattr(exc, "controller_failure", None) or exc
+    while getattr(cause, "cause", None) is not None:  # RayTaskError wraps the worker's exception
+        cause = cause.cause
+    text = str(cause).strip().splitlines()
+    return text[-1] if text else type(cause).__name__
+
+
+def export_best(best_checkpoints: list, destination: Path) -> dict[str, Any]:
+    """Copy the best checkpoint's exported model to `destination` (replacing it whole);
+    returns the metrics reported with that checkpoint."""
+    exported = [(c, m) for c, m in best_checkpoints or [] if m.get(EXPORT_SCORE, -1) >= 0]
+    if not exported:
+        raise FtrayError("training finished without a checkpoint holding an exported model")
+    checkpoint, metrics = max(exported, key=lambda pair: pair[1][EXPORT_SCORE])
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}-", dir=destination.parent))
+    with checkpoint.as_directory() as directory:
+        shutil.copytree(Path(directory) / MODEL_DIR, staging, dirs_exist_ok=True)
+    if destination.exists():
+        shutil.rmtree(destination)
+    staging.rename(destination)
+    return metrics
+
+
+def summarize(
+    spec: JobSpec,
+    plan: Plan,
+    run: str,
+    best: dict[str, Any],
+    final: dict[str, Any],
+    events: list[dict],
+    launched: float,
+) -> dict[str, Any]:
+    """The run's result: the best evaluation's metrics (what the exported model scores), the
+    history of every evaluation, and what it cost."""
+    first_step = next((e["received_at"] for e in events if e["kind"] == "step"), None)
+    return {
+        "run": run,
+        "run_dir": run_uri(spec, run),
+        "task": spec.model.task,
+        "strategy": spec.strategy.kind,
+        "metric": spec.metric,
+        "mode": spec.mode,
+        "metrics": {k: v for k, v in best.items() if k != "history"},
+        "history": final.get("history", []),
+        "epochs_run": final.get("epoch"),
+        "stopped_early": final.get("stopped_early", False),
+        "resumed_from": final.get("resumed_from"),
+        "trainable_params": plan.trainable_params,
+        "total_params": plan.total_params,
+        "trainable_pct": round(100 * plan.trainable_share, 4),
+        "train_examples": len(plan.splits.train),
+        "validation_examples": len(plan.splits.validation),
+        "timings": {
+            "startup_s": (first_step - launched) if first_step else None,
+            "step_time_s": final.get("step_time_s"),
+            "samples_per_second": final.get("samples_per_second"),
+        },
+        "spec": spec.model_dump(mode="json"),
+    }
