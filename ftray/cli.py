@@ -177,3 +177,7 @@ def main(argv: list[str] | None = None) -> None:
 def fail(message: str, code: int) -> None:
     click.echo(f"ftray: error: {message}", err=True)
     sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

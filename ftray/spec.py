@@ -195,9 +195,13 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     parts = key.strip().split(".")
     if not sep or not all(parts):
         raise FtrayError(f"--set {override!r}: expected key.path=value")
-    if len(parts) == 2 and parts[1] == "kind" and isinstance(raw.get(parts[0]), dict):
-        if raw[parts[0]].get("kind") != yaml.safe_load(value):
-            raw[parts[0]] = {}
+    section = raw.get(parts[0])
+    if (
+        parts[1:] == ["kind"]
+        and isinstance(section, dict)
+        and section.get("kind") != yaml.safe_load(value)
+    ):
+        raw[parts[0]] = {}
     node = raw
     for part in parts[:-1]:
         child = node.setdefault(part, {})

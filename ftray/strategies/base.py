@@ -30,9 +30,6 @@ class Strategy(ABC):
     # Sensible starting points differ by orders of magnitude between strategies.
     default_learning_rate: ClassVar[float]
 
-    def check(self, config: StrategyConfig, task: str, model_type: str) -> None:  # noqa: B027
-        """Reject combinations that cannot work, before any worker starts (raise FtrayError)."""
-
     @abstractmethod
     def apply(self, model: PreTrainedModel, config: StrategyConfig, task: str) -> nn.Module:
         """Freeze or wrap `model`; return the module whose trainable parameters get optimised."""

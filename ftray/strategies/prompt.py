@@ -4,12 +4,11 @@ model, plus the task head.
 Prompt tuning and p-tuning prepend `num_virtual_tokens` positions to the sequence, so token-level
 logits carry that many extra positions in front; `logit_offset` tells the loop to drop them before
 they meet the labels (PEFT's own token-classification path compares them unshifted and fails).
-Prefix tuning needs a model that accepts `past_key_values`; encoders such as BERT do not.
+Prefix tuning feeds the model a key/value cache, which only causal-LM decoders accept.
 """
 
 from __future__ import annotations
 
-import inspect
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
@@ -50,10 +49,12 @@ class Prompt(Strategy):
             "num_virtual_tokens": config.num_virtual_tokens,
         }
         if config.method == "prefix":
-            if "past_key_values" not in inspect.signature(model.forward).parameters:
+            # PEFT hands the prefix to the model as a key/value cache; in transformers 5 only
+            # the causal-LM path still accepts one (classification forwards dropped it).
+            if task != "causal-lm" or not model.can_generate():
                 raise FtrayError(
-                    f"strategy.method: prefix tuning needs a model that takes past_key_values and "
-                    f"{model.config.model_type} does not; use prompt_tuning or p_tuning"
+                    f"strategy.method: prefix tuning works for causal-lm decoders only, not "
+                    f"{task} on {model.config.model_type}; use prompt_tuning or p_tuning"
                 )
             peft_config = PrefixTuningConfig(**common)
         elif config.method == "p_tuning":

@@ -1,0 +1,94 @@
+"""Shared fixtures: the example datasets and tiny random models built once per test session."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ftray.spec import JobSpec, spec_from_dict
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide BERT with a WordPiece vocabulary of the sentiment and NER examples."""
+    from ftray.tiny_models import build_tiny_model
+
+    texts = [r["text"] for r in read_jsonl(EXAMPLES / "sentiment/data/train.jsonl")]
+    texts += [" ".join(r["tokens"]) for r in read_jsonl(EXAMPLES / "ner/data/train.jsonl")]
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "bert", texts, "bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    from ftray.tiny_models import build_tiny_model
+
+    rows = read_jsonl(EXAMPLES / "causal-lm/data/train.jsonl")
+    texts = [r["prompt"] + r["completion"] for r in rows]
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "llama", texts, "llama")
+
+
+def sentiment_raw(model: Path, /, **sections: Any) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "name": "sentiment-test",
+        "model": {"name": str(model), "max_length": 48},
+        "data": {
+            "train": str(EXAMPLES / "sentiment/data/train.jsonl"),
+            "validation": str(EXAMPLES / "sentiment/data/validation.jsonl"),
+            "group_field": "group",
+        },
+        "strategy": {"kind": "full"},
+        # Tiny random models plateau early; tests that want early stopping turn it on.
+        "train": {
+            "epochs": 1,
+            "batch_size": 32,
+            "learning_rate": 1e-3,
+            "early_stopping": {"patience": 0},
+        },
+        "scaling": {"num_workers": 1},
+    }
+    for section, values in sections.items():
+        raw[section] = {**raw.get(section, {}), **values} if isinstance(values, dict) else values
+    return raw
+
+
+def ner_raw(model: Path, /, **sections: Any) -> dict[str, Any]:
+    raw = sentiment_raw(model, **sections)
+    raw["name"] = "ner-test"
+    raw["model"]["task"] = "token-classification"
+    raw["data"].update(
+        train=str(EXAMPLES / "ner/data/train.jsonl"),
+        validation=str(EXAMPLES / "ner/data/validation.jsonl"),
+    )
+    return raw
+
+
+def clm_raw(model: Path, /, **sections: Any) -> dict[str, Any]:
+    raw = sentiment_raw(model, **sections)
+    raw["name"] = "clm-test"
+    raw["model"]["task"] = "causal-lm"
+    raw["data"].update(
+        train=str(EXAMPLES / "causal-lm/data/train.jsonl"),
+        validation=str(EXAMPLES / "causal-lm/data/validation.jsonl"),
+    )
+    return raw
+
+
+def make_spec(raw: dict[str, Any], tmp_path: Path | None = None) -> JobSpec:
+    if tmp_path is not None:
+        raw.setdefault("checkpoint", {})["storage_path"] = str(tmp_path / "runs")
+    return spec_from_dict(raw)

@@ -1,0 +1,177 @@
+"""The training loop in one process (no Ray): the same `train_worker` Ray Train runs."""
+
+import json
+
+import pytest
+import torch
+from conftest import clm_raw, make_spec, ner_raw, sentiment_raw
+
+from ftray.checkpointing import EXPORT_SCORE, MODEL_DIR, TRAINER_STATE
+from ftray.errors import FtrayError
+from ftray.local import run_local
+from ftray.loop import ShardSampler, add_l1_penalty, lr_schedule
+from ftray.session import LocalSession
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashingSession(LocalSession):
+    """Persists the first `reports` checkpoints, then dies: an interrupted run."""
+
+    def __init__(self, root, reports: int) -> None:
+        super().__init__(root)
+        self.left = reports
+
+    def report(self, metrics, checkpoint):
+        super().report(metrics, checkpoint)
+        self.left -= 1
+        if self.left == 0:
+            raise Crash
+
+
+def test_a_run_evaluates_checkpoints_and_exports_the_best_model(tmp_path, tiny_bert):
+    spec = make_spec(sentiment_raw(tiny_bert, train={"epochs": 2}))
+    reports = run_local(spec, tmp_path / "run")
+    assert [r["step"] for r in reports] == [50, 100] and [r["epoch"] for r in reports] == [1, 2]
+    last = reports[-1]
+    for key in (
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "val_loss",
+        "train_loss",
+        "slices",
+        "worst_slice",
+    ):
+        assert key in last
+    assert set(last["per_class"]) == {"negative", "positive"}
+    assert last["trainable_params"] == last["total_params"]
+    checkpoints = LocalSession(tmp_path / "run").checkpoints()
+    assert [c.name for c in checkpoints] == ["checkpoint_00000050", "checkpoint_00000100"]
+    for checkpoint, report in zip(checkpoints, reports, strict=True):
+        assert (checkpoint / TRAINER_STATE).exists() and (checkpoint / "deepspeed").is_dir()
+        # Only a checkpoint that was the best so far carries the exported model.
+        assert (checkpoint / MODEL_DIR).is_dir() == (report[EXPORT_SCORE] >= 0)
+    exported = checkpoints[0] / MODEL_DIR
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {
+        p.name for p in exported.iterdir()
+    }
+
+
+def test_an_interrupted_run_resumes_mid_epoch_from_its_checkpoint(tmp_path, tiny_bert):
+    spec = make_spec(sentiment_raw(tiny_bert, train={"epochs": 1, "eval_steps": 15}))
+    with pytest.raises(Crash):
+        from ftray.loop import train_worker
+
+        train_worker(spec, CrashingSession(tmp_path / "run", reports=1))
+    state = json.loads((tmp_path / "run/checkpoint_00000015" / TRAINER_STATE).read_text())
+    assert (state["epoch"], state["global_step"], state["micro_in_epoch"]) == (0, 15, 15)
+
+    reports = run_local(spec, tmp_path / "run")
+    assert reports[0]["resumed_from"] == {"epoch": 0, "step": 15}
+    assert [r["step"] for r in reports] == [30, 45, 50]  # continues; the epoch has 50 steps
+    assert [row["step"] for row in reports[-1]["history"]] == [15, 30, 45, 50]
+
+
+def test_early_stopping_stops_after_patience_evaluations_without_improvement(tmp_path, tiny_bert):
+    spec = make_spec(
+        sentiment_raw(
+            tiny_bert,
+            train={
+                "epochs": 3,
+                "eval_steps": 5,
+                "learning_rate": 1e-12,
+                "early_stopping": {"metric": "val_loss", "patience": 2, "min_delta": 0.01},
+            },
+        )
+    )
+    reports = run_local(spec, tmp_path / "run")
+    assert [r["step"] for r in reports] == [5, 10, 15]  # of 150 steps: the loss cannot move
+    assert reports[-1]["stopped_early"] and reports[-1]["best_step"] == 5
+
+
+def test_prompt_tuning_trains_token_classification(tmp_path, tiny_bert):
+    spec = make_spec(
+        ner_raw(
+            tiny_bert,
+            strategy={"kind": "prompt", "num_virtual_tokens": 4},
+            train={"epochs": 2, "learning_rate": 3e-2},
+        )
+    )
+    reports = run_local(spec, tmp_path / "run")
+    assert reports[-1]["val_loss"] < reports[0]["val_loss"] or reports[-1]["accuracy"] > 0.6
+    assert "precision" in reports[-1] and set(reports[-1]["per_class"]) == {
+        "LOC",
+        "MISC",
+        "ORG",
+        "PER",
+    }
+    assert reports[-1]["trainable_params"] < reports[-1]["total_params"] / 5
+
+
+def test_causal_lm_perplexity_falls(tmp_path, tiny_llama):
+    spec = make_spec(clm_raw(tiny_llama, train={"epochs": 2, "learning_rate": 3e-3}))
+    reports = run_local(spec, tmp_path / "run")
+    assert reports[-1]["perplexity"] < reports[0]["perplexity"] < 50
+
+
+def test_l1_penalty_shrinks_weights(tmp_path, tiny_bert):
+    def weight_l1(l1: float) -> float:
+        spec = make_spec(
+            sentiment_raw(
+                tiny_bert,
+                strategy={"kind": "partial", "head_only": True},
+                train={"l1": l1, "weight_decay": 0.0, "learning_rate": 1e-2},
+            )
+        )
+        run_local(spec, tmp_path / f"l1-{l1}")
+        from safetensors.torch import load_file
+
+        exported = next((tmp_path / f"l1-{l1}").glob(f"*/{MODEL_DIR}/model.safetensors"))
+        return float(load_file(exported)["classifier.weight"].abs().sum())
+
+    assert weight_l1(0.5) < 0.5 * weight_l1(0.0)
+
+
+def test_l1_hook_adds_the_subgradient_of_the_penalty():
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(4, 3)
+    x = torch.randn(5, 4)
+    reference = layer.weight.detach().clone().requires_grad_(True)
+    expected_loss = (x @ reference.T + layer.bias.detach()).pow(
+        2
+    ).mean() + 0.3 * reference.abs().sum()
+    expected_loss.backward()
+    add_l1_penalty([layer.weight], strength=0.3, accumulation=1)
+    layer(x).pow(2).mean().backward()
+    assert torch.allclose(layer.weight.grad, reference.grad, atol=1e-6)
+
+
+def test_shard_sampler_deals_disjoint_shards_and_skips_to_resume():
+    shards = [list(ShardSampler(10, rank, 3, seed=1)) for rank in range(3)]
+    assert all(len(s) == 4 for s in shards)  # padded to 12 so every rank has as many batches
+    assert set().union(*shards) == set(range(10))
+    sampler = ShardSampler(10, 0, 3, seed=1)
+    sampler.set_epoch(0, skip=2)
+    assert list(sampler) == shards[0][2:] and len(sampler) == 2
+    sampler.set_epoch(1)
+    assert list(sampler) != shards[0]  # reshuffled each epoch
+
+
+def test_lr_schedule_warms_up_then_decays():
+    linear = lr_schedule("linear", warmup=4, total=14)
+    assert [round(linear(s), 2) for s in (0, 3, 4, 9, 14)] == [0.2, 0.8, 1.0, 0.5, 0.0]
+    cosine = lr_schedule("cosine", warmup=0, total=10)
+    assert cosine(0) == 1.0 and cosine(5) == pytest.approx(0.5) and cosine(10) == pytest.approx(0.0)
+    assert lr_schedule("constant", warmup=0, total=10)(7) == 1.0
+
+
+def test_too_few_examples_for_a_batch_is_a_clear_error(tmp_path, tiny_bert):
+    spec = make_spec(sentiment_raw(tiny_bert, train={"gradient_accumulation_steps": 64}))
+    with pytest.raises(
+        FtrayError, match="1600 training examples over 1 workers are too few for batches of 32 x 64"
+    ):
+        run_local(spec, tmp_path / "run")
