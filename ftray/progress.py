@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-POLL_S = 0.5
+POLL_S = 1.0
 
 
 def make_sink() -> Any:

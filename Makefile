@@ -1,0 +1,15 @@
+# The two commands a newcomer needs; each sets up .venv first (idempotent).
+.PHONY: demo test lint setup
+
+setup:
+	scripts/setup.sh
+
+demo: setup  ## train the sentiment example on local Ray with the bundled MiniLM
+	.venv/bin/ftray train examples/sentiment/job.yaml
+
+test: setup  ## lint, then every test (the slow ones start real Ray, DeepSpeed and S3 servers)
+	.venv/bin/ruff check .
+	.venv/bin/python -m pytest -q --durations=15
+
+lint: setup
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .

@@ -1,0 +1,228 @@
+"""`ftray train` on a real local Ray: 2 workers under DeepSpeed ZeRO 0/2/3, a worker killed
+mid-run, a driver killed and resumed, and the MiniLM example's quality. One Ray session serves
+the whole module (a TorchTrainer with DeepSpeed costs ~15-30 s of start-up here)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+from conftest import EXAMPLES, ROOT, make_spec, ner_raw, sentiment_raw
+
+from ftray.checkpointing import TRAINER_STATE
+from ftray.data import load_splits
+from ftray.encoding import Collator, encode
+from ftray.errors import FtrayError
+from ftray.models import load_tokenizer
+from ftray.runs import RESULT_FILE
+from ftray.train import train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_session():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    yield
+    ray.shutdown()
+
+
+def accuracy_in_process(model_dir: Path, spec) -> float:
+    """Accuracy of an exported model over the whole validation set, in this process."""
+    from transformers import AutoModelForSequenceClassification
+
+    splits = load_splits(spec)
+    tokenizer = load_tokenizer(str(model_dir))
+    features = encode(
+        splits.validation, "sequence-classification", tokenizer, splits.labels, [], 48
+    )
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    batch = Collator(tokenizer.pad_token_id)(features)
+    with torch.no_grad():
+        logits = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            token_type_ids=batch["token_type_ids"],
+        ).logits
+    return int((logits.argmax(-1) == batch["labels"]).sum()) / len(features)
+
+
+def test_two_workers_zero0_evaluate_the_whole_validation_set(tmp_path, tiny_bert):
+    spec = make_spec(
+        sentiment_raw(
+            tiny_bert, scaling={"num_workers": 2}, train={"epochs": 2, "learning_rate": 3e-3}
+        ),
+        tmp_path,
+    )
+    result = train(spec, progress=False)
+    assert result["resumed_from"] is None and result["epochs_run"] == 2
+    assert [row["step"] for row in result["history"]] == [25, 50]  # 1600 / (2 workers x 32)
+    output = Path(result["output_dir"])
+    assert json.loads((output / RESULT_FILE).read_text())["run"] == result["run"]
+    # The reported accuracy is the whole validation set's, not one rank's shard.
+    assert accuracy_in_process(output, spec) == pytest.approx(
+        result["metrics"]["accuracy"], abs=1e-9
+    )
+    assert (
+        result["metrics"]["slices"]["books"]["support"]
+        + result["metrics"]["slices"]["movies"]["support"]
+        + result["metrics"]["slices"]["kitchen"]["support"]
+        + result["metrics"]["slices"]["electronics"]["support"]
+        == 400
+    )
+
+
+@pytest.mark.parametrize(("stage", "strategy"), [(2, "adapter"), (3, "full"), (3, "prompt")])
+def test_two_workers_under_zero_stages(tmp_path, tiny_bert, stage, strategy):
+    spec = make_spec(
+        sentiment_raw(
+            tiny_bert,
+            scaling={"num_workers": 2},
+            deepspeed={"zero_stage": stage},
+            strategy={"kind": strategy},
+            train={"epochs": 1, "learning_rate": 3e-3},
+        ),
+        tmp_path,
+    )
+    result = train(spec, progress=False)
+    assert result["history"][-1]["step"] == 25
+    files = {p.name for p in Path(result["output_dir"]).iterdir()}
+    if strategy == "full":
+        assert "model.safetensors" in files
+        # Gathered from the ZeRO-3 shards: the exported model scores what was reported.
+        assert accuracy_in_process(Path(result["output_dir"]), spec) == pytest.approx(
+            result["metrics"]["accuracy"], abs=1e-9
+        )
+    else:
+        assert {"adapter_model.safetensors", "adapter_config.json"} <= files
+
+
+def worker_processes() -> list[psutil.Process]:
+    return [
+        p
+        for p in psutil.process_iter(["name"])
+        if (p.info["name"] or "").startswith("ray::RayTrainWorker")
+    ]
+
+
+def checkpoints_under(storage: Path) -> list[Path]:
+    return sorted(storage.glob("*/checkpoint_*/" + TRAINER_STATE))
+
+
+def wait_for_registered_checkpoint(storage: Path, timeout: float = 180) -> None:
+    """Until Ray Train has registered a checkpoint (its snapshot lists it), not merely until
+    files appear: a worker killed before registration rightly restarts from scratch."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for snapshot in storage.glob("*/checkpoint_manager_snapshot.json"):
+            if "checkpoint_0" in snapshot.read_text():
+                return
+        time.sleep(0.2)
+    raise AssertionError("no checkpoint was registered")
+
+
+def test_a_killed_worker_is_replaced_and_training_continues_from_the_checkpoint(
+    tmp_path, tiny_bert
+):
+    spec = make_spec(
+        sentiment_raw(
+            tiny_bert,
+            scaling={"num_workers": 2},
+            strategy={"kind": "full"},
+            train={"epochs": 2, "eval_steps": 10, "batch_size": 8, "learning_rate": 3e-3},
+            checkpoint={"max_failures": 1},
+        ),
+        tmp_path,
+    )
+    outcome: dict = {}
+    runner = threading.Thread(target=lambda: outcome.update(train(spec, progress=False)))
+    runner.start()
+    wait_for_registered_checkpoint(tmp_path / "runs")
+    victims = worker_processes()
+    assert victims, "no Ray Train worker found"
+    victims[-1].send_signal(signal.SIGKILL)
+    runner.join(timeout=300)
+    assert outcome, "training did not finish"
+    resumed = outcome["resumed_from"]
+    assert resumed is not None and resumed["step"] >= 10 and resumed["step"] % 10 == 0
+    steps = [row["step"] for row in outcome["history"]]
+    assert steps == sorted(set(steps)) and steps[-1] == 200  # 2 epochs x 100 steps, none repeated
+
+
+def test_resume_continues_a_run_whose_driver_was_killed(tmp_path, tiny_bert):
+    raw = sentiment_raw(
+        tiny_bert,
+        scaling={"num_workers": 2},
+        strategy={"kind": "full"},
+        train={"epochs": 2, "eval_steps": 10, "batch_size": 8},
+    )
+    raw["checkpoint"] = {"storage_path": str(tmp_path / "runs")}
+    job = tmp_path / "job.yaml"
+    job.write_text(json.dumps(raw))
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "ftray.cli", "train", str(job)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "RAY_ADDRESS": ""},
+    )
+    wait_for_registered_checkpoint(tmp_path / "runs")
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    _wait_until_workers_exit()
+    done = [json.loads(p.read_text())["global_step"] for p in checkpoints_under(tmp_path / "runs")]
+    assert done and max(done) < 200, "the first run finished before it could be interrupted"
+
+    result = train(make_spec(raw), resume=True, progress=False)
+    assert result["resumed_from"]["step"] >= 10
+    assert result["history"][-1]["step"] == 200
+    assert result["history"][0]["step"] == 10  # history carried over
+
+
+def _wait_until_workers_exit(timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while worker_processes() and time.time() < deadline:
+        time.sleep(0.5)
+
+
+def test_more_workers_than_cpus_is_refused_instead_of_hanging(tmp_path, tiny_bert):
+    spec = make_spec(sentiment_raw(tiny_bert, scaling={"num_workers": 4}), tmp_path)
+    with pytest.raises(FtrayError, match="4 workers x 1 CPU need 4 CPUs but the Ray cluster has 2"):
+        train(spec, progress=False)
+    assert not list((tmp_path / "runs").glob("*"))
+
+
+def test_prompt_tuning_for_ner_on_two_workers(tmp_path, tiny_bert):
+    spec = make_spec(
+        ner_raw(
+            tiny_bert,
+            scaling={"num_workers": 2},
+            strategy={"kind": "prompt", "num_virtual_tokens": 4},
+            train={"epochs": 1, "learning_rate": 3e-2},
+        ),
+        tmp_path,
+    )
+    result = train(spec, progress=False)
+    assert set(result["metrics"]["per_class"]) == {"LOC", "MISC", "ORG", "PER"}
+    assert {"adapter_model.safetensors"} <= {p.name for p in Path(result["output_dir"]).iterdir()}
+
+
+def test_the_sentiment_example_reaches_085_with_minilm(tmp_path):
+    from ftray.cli import main
+
+    job = EXAMPLES / "sentiment/job.yaml"
+    with pytest.raises(SystemExit) as exited:
+        main(["train", str(job), "--set", f"checkpoint.storage_path={tmp_path}", "--json"])
+    assert exited.value.code == 0
+    result = json.loads(next(p for p in tmp_path.glob("*/" + RESULT_FILE)).read_text())
+    assert result["metrics"]["accuracy"] >= 0.85
+    assert result["strategy"] == "adapter" and result["trainable_pct"] < 1
