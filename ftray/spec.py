@@ -105,6 +105,44 @@ class CheckpointSpec(Section):
     output_dir: str | None = None  # default: <storage_path>/<run>/model (local storage only)
 
 
+class RegistrySpec(Section):
+    uri: str | None = (
+        None  # s3://bucket/prefix or a directory; default FTRAY_REGISTRY, ~/.ftray/registry
+    )
+    register_as: str | None = None  # register the best model under this name when set
+    aliases: list[str] = Field(default_factory=list)  # moved to the new version, e.g. [candidate]
+    # Adapter, prompt and partial versions reference their base: "register" stores the base in
+    # the registry once (re-registering it stores nothing), "reference" records its name and
+    # fingerprint only, or give a registry reference (name:version).
+    base: str = "register"
+
+    @field_validator("register_as")
+    @classmethod
+    def _valid_model_name(cls, name: str | None) -> str | None:
+        if name is not None:
+            from registry.refs import validate_name
+
+            try:
+                validate_name(name)
+            except FtrayError as exc:
+                raise ValueError(str(exc)) from None
+        return name
+
+    @field_validator("aliases")
+    @classmethod
+    def _movable_aliases(cls, aliases: list[str]) -> list[str]:
+        from registry.refs import LATEST, validate_name
+
+        for alias in aliases:
+            try:
+                validate_name(alias, "alias")
+            except FtrayError as exc:
+                raise ValueError(str(exc)) from None
+            if alias == LATEST:
+                raise ValueError("'latest' is maintained by the registry; pick another alias")
+        return aliases
+
+
 class JobSpec(Section):
     name: str = "ftray-job"
     model: ModelSpec = ModelSpec()
@@ -114,6 +152,7 @@ class JobSpec(Section):
     scaling: ScalingSpec = ScalingSpec()
     deepspeed: DeepSpeedSpec = DeepSpeedSpec()
     checkpoint: CheckpointSpec = CheckpointSpec()
+    registry: RegistrySpec = RegistrySpec()
 
     @field_validator("name")
     @classmethod
@@ -231,6 +270,8 @@ def _resolve_paths(spec: JobSpec, base_dir: Path) -> None:
         spec.checkpoint.storage_path = local(spec.checkpoint.storage_path)
     if spec.checkpoint.output_dir:
         spec.checkpoint.output_dir = local(spec.checkpoint.output_dir)
+    if spec.registry.uri and "://" not in spec.registry.uri:
+        spec.registry.uri = local(spec.registry.uri)
 
 
 def describe_validation_error(exc: ValidationError) -> str:

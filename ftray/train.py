@@ -106,11 +106,48 @@ def train(
     summary = summarize(spec, plan, run, best, result.metrics, display.events, launched)
     summary["output_dir"] = str(destination)
     summary["timings"]["plan_s"] = launched - started
+    write_result(spec, summary)
+    if spec.registry.register_as:
+        summary["registered"] = register_result(spec, destination)
     summary["timings"]["total_s"] = time.time() - started
+    write_result(spec, summary)
+    return summary
+
+
+def write_result(spec: JobSpec, summary: dict[str, Any]) -> None:
     text = json.dumps(summary, indent=2, default=str)
     (Path(summary["output_dir"]) / RESULT_FILE).write_text(text)
-    storage.write_text(storage.join(run_uri(spec, run), RESULT_FILE), text)
-    return summary
+    storage.write_text(storage.join(run_uri(spec, summary["run"]), RESULT_FILE), text)
+
+
+def register_result(
+    spec: JobSpec, output: Path, lineage: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Register the trained model as the spec's `registry.register_as`; the model stays on disk
+    whatever happens, and a failure says so."""
+    from ftray.artefacts import register_output
+    from registry import Registry
+
+    try:
+        registry = Registry.open(spec.registry.uri)
+        manifest = register_output(
+            registry,
+            output,
+            spec.registry.register_as,
+            aliases=spec.registry.aliases,
+            base=spec.registry.base,
+            lineage=lineage,
+        )
+    except FtrayError as exc:
+        raise FtrayError(
+            f"training finished (model in {output}) but registering it failed: {exc}"
+        ) from None
+    return {
+        "ref": manifest.ref,
+        "aliases": list(spec.registry.aliases),
+        "registry": registry.uri,
+        "bytes_uploaded": registry.bytes_uploaded,
+    }
 
 
 def fit(trainer: Any) -> Any:
@@ -176,6 +213,8 @@ def summarize(
         "trainable_params": plan.trainable_params,
         "total_params": plan.total_params,
         "trainable_pct": round(100 * plan.trainable_share, 4),
+        "labels": plan.splits.labels,
+        "groups": plan.splits.groups,
         "train_examples": len(plan.splits.train),
         "validation_examples": len(plan.splits.validation),
         "timings": {

@@ -1,59 +1,14 @@
-"""The `ftray` command: a thin layer over the Python API.
-
-Every command takes `--json` (its result as one JSON object on stdout), exits 0 on success, and
-on bad input prints one line, `ftray: error: ...`, and exits non-zero (2 for usage errors).
-"""
+"""`ftray train` and `ftray data check`."""
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-import traceback
-from collections.abc import Callable
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from ftray.errors import FtrayError
-
-stdout = Console()
-JSON_OPTION = click.option(
-    "--json", "as_json", is_flag=True, help="Print the result as one JSON object."
-)
-SET_OPTION = click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a job-spec field (repeatable).",
-)
-ADDRESS_OPTION = click.option(
-    "--address",
-    default=None,
-    metavar="RAY_ADDR",
-    help="Ray cluster to join (default: a local Ray).",
-)
-
-
-def emit(result: Any, as_json: bool, render: Callable[[Any], None]) -> None:
-    if as_json:
-        click.echo(json.dumps(result, default=str))
-    else:
-        render(result)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--verbose", is_flag=True, help="Show Ray's logs and full tracebacks.")
-@click.version_option(package_name="ftray")
-@click.pass_context
-def cli(ctx: click.Context, verbose: bool) -> None:
-    """Fine-tune models on Ray, register them, serve them."""
-    ctx.obj = {"verbose": verbose}
-    if verbose:
-        os.environ["FTRAY_VERBOSE"] = "1"
+from ftray.cli.base import ADDRESS_OPTION, JSON_OPTION, SET_OPTION, cli, emit, stdout
 
 
 @cli.command()
@@ -150,34 +105,3 @@ def render_data_report(report: dict[str, Any]) -> None:
         level = finding["level"]
         table.add_row(finding["check"], f"[{colours[level]}]{level}[/]", finding["message"])
     stdout.print(table)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: runs the command and turns every failure into one line and an exit code."""
-    try:
-        code = cli.main(args=argv, prog_name="ftray", standalone_mode=False)
-        sys.exit(code if isinstance(code, int) else 0)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        fail(exc.format_message(), exc.exit_code)
-    except (click.Abort, KeyboardInterrupt):
-        fail("interrupted", 130)
-    except FtrayError as exc:
-        fail(str(exc), 1)
-    except Exception as exc:  # a bug: still one line, the traceback on request
-        if os.environ.get("FTRAY_VERBOSE"):
-            traceback.print_exc()
-        fail(
-            f"{type(exc).__name__}: {exc} (rerun with --verbose for the traceback)".splitlines()[0],
-            1,
-        )
-
-
-def fail(message: str, code: int) -> None:
-    click.echo(f"ftray: error: {message}", err=True)
-    sys.exit(code)
-
-
-if __name__ == "__main__":
-    main()

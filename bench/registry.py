@@ -1,0 +1,159 @@
+"""Registry throughput against raw boto3, measured in the same run on a local S3 server.
+
+    python bench/registry.py [--mb 200] [--rounds 3]
+
+Starts moto's S3 server on 127.0.0.1 and moves the same ~200 MB model (random, incompressible
+weights) through:
+- raw boto3 `upload_file` / `download_file` (its default transfer settings), and
+- ftray: `Registry.register` (sha256 + upload + manifest + aliases + events) and
+  `Registry.pull` (download + sha256 check + placement), with a cold cache.
+Rounds alternate the two and the medians are compared (target >= 0.9). Then: bytes stored by a
+second version on an unchanged base (target 0), and an adapter version's size as a share of the
+full model it adapts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def start_s3() -> object:
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    os.environ.update(
+        AWS_ENDPOINT_URL=f"http://{host}:{port}",
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    boto3.client("s3").create_bucket(Bucket="bench")
+    return server
+
+
+def make_model(directory: Path, megabytes: int) -> Path:
+    directory.mkdir(parents=True)
+    with (directory / "model.safetensors").open("wb") as handle:
+        for _ in range(megabytes):
+            handle.write(os.urandom(1024 * 1024))
+    (directory / "config.json").write_text(json.dumps({"model_type": "bench", "hidden_size": 384}))
+    return directory
+
+
+def timed(action) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    import boto3
+
+    from registry import BlobCache, Registry
+    from registry.s3_store import S3Store
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    server = start_s3()
+    client = boto3.client("s3")
+    scratch = Path(tempfile.mkdtemp(prefix="ftray-bench-"))
+    try:
+        model = make_model(scratch / "model", args.mb)
+        size = sum(p.stat().st_size for p in model.iterdir())
+        raw_push, raw_pull, our_push, our_pull = [], [], [], []
+        for round_ in range(args.rounds):
+            key = f"raw/{round_}/model.safetensors"
+            raw_push.append(
+                timed(
+                    lambda k=key: client.upload_file(str(model / "model.safetensors"), "bench", k)
+                )
+            )
+            target = scratch / f"raw-{round_}.bin"
+            raw_pull.append(timed(lambda k=key, t=target: client.download_file("bench", k, str(t))))
+            target.unlink()
+            # A fresh registry prefix and cold cache each round: every byte really moves.
+            registry = Registry(
+                S3Store(f"s3://bench/{uuid.uuid4().hex}"), BlobCache(scratch / f"cache-{round_}")
+            )
+            our_push.append(timed(lambda r=registry: r.register(model, "bench-model", "full")))
+            our_pull.append(
+                timed(lambda r=registry, n=round_: r.pull("bench-model:1", scratch / f"pull-{n}"))
+            )
+            shutil.rmtree(scratch / f"pull-{round_}")
+            shutil.rmtree(scratch / f"cache-{round_}")
+
+        push_ratio = statistics.median(raw_push) / statistics.median(our_push)
+        pull_ratio = statistics.median(raw_pull) / statistics.median(our_pull)
+        mb = size / 1e6
+        print(
+            f"push: ftray {mb / statistics.median(our_push):.0f} MB/s, boto3 upload_file "
+            f"{mb / statistics.median(raw_push):.0f} MB/s -> ratio {push_ratio:.3f} (target >= 0.9)"
+        )
+        print(
+            f"pull: ftray {mb / statistics.median(our_pull):.0f} MB/s, boto3 download_file "
+            f"{mb / statistics.median(raw_pull):.0f} MB/s -> ratio {pull_ratio:.3f} (target >= 0.9)"
+        )
+
+        # Deduplication: a base registered once, two adapters on it.
+        registry = Registry(
+            S3Store(f"s3://bench/{uuid.uuid4().hex}"), BlobCache(scratch / "cache-dedupe")
+        )
+        registry.register(model, "base-model", "base", reuse_identical=True)
+        after_base = registry.bytes_uploaded
+        registry.register(model, "base-model", "base", reuse_identical=True)
+        second_base_bytes = registry.bytes_uploaded - after_base
+        adapter = scratch / "adapter"
+        adapter.mkdir()
+        (adapter / "adapter_model.safetensors").write_bytes(
+            os.urandom(300 * 1024)
+        )  # ~LoRA r=8 on MiniLM
+        (adapter / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 8}')
+        before_adapter = registry.bytes_uploaded
+        manifest = registry.register(adapter, "clf", "adapter", base={"ref": "base-model:1"})
+        adapter_share = (registry.bytes_uploaded - before_adapter) / size
+        print(
+            f"second registration of an unchanged base: {second_base_bytes} bytes stored (target 0)"
+        )
+        print(
+            f"adapter version {manifest.size / 1e3:.0f} KB = "
+            f"{100 * adapter_share:.2f}% of the full model"
+        )
+        print(
+            json.dumps(
+                {
+                    "model_bytes": size,
+                    "raw_push_s": raw_push,
+                    "ftray_push_s": our_push,
+                    "push_ratio": push_ratio,
+                    "raw_pull_s": raw_pull,
+                    "ftray_pull_s": our_pull,
+                    "pull_ratio": pull_ratio,
+                    "second_base_bytes": second_base_bytes,
+                    "adapter_share": adapter_share,
+                }
+            )
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from ftray.cli import main
+
+main()

@@ -1,0 +1,277 @@
+"""`ftray registry ...`: versions, aliases, pulls and upkeep of the model registry."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+from typing import Any
+
+import click
+from rich.table import Table
+
+from ftray.cli.base import JSON_OPTION, cli, emit, stdout
+
+
+def open_registry(ctx: click.Context) -> Any:
+    from registry import Registry
+
+    return Registry.open(ctx.obj["registry_uri"])
+
+
+@cli.group("registry")
+@click.option(
+    "--uri",
+    default=None,
+    metavar="URI",
+    help="s3://bucket/prefix or a directory (default: $FTRAY_REGISTRY, ~/.ftray/registry).",
+)
+@click.pass_context
+def registry_group(ctx: click.Context, uri: str | None) -> None:
+    """Versions, aliases and files of registered models."""
+    ctx.obj["registry_uri"] = uri
+
+
+@registry_group.command("list")
+@JSON_OPTION
+@click.pass_context
+def list_models(ctx: click.Context, as_json: bool) -> None:
+    """Registered models with their aliases."""
+    registry = open_registry(ctx)
+    models = [{"name": name, "aliases": registry.aliases(name)} for name in registry.models()]
+
+    def render(rows: list[dict]) -> None:
+        table = Table("model", "aliases", title=registry.uri)
+        for row in rows:
+            table.add_row(
+                row["name"], ", ".join(f"{a} -> {v}" for a, v in sorted(row["aliases"].items()))
+            )
+        stdout.print(table)
+
+    emit({"registry": registry.uri, "models": models}, as_json, lambda r: render(r["models"]))
+
+
+@registry_group.command()
+@click.argument("name")
+@JSON_OPTION
+@click.pass_context
+def versions(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Every version of NAME."""
+    registry = open_registry(ctx)
+    rows = [summary(m) for m in registry.versions(name)]
+    if not rows:
+        from ftray.errors import FtrayError
+
+        raise FtrayError(f"unknown model {name!r} in {registry.uri}")
+
+    def render(rows: list[dict]) -> None:
+        table = Table("version", "kind", "task", "size", "metric", "base", "created", title=name)
+        for row in rows:
+            table.add_row(
+                str(row["version"]),
+                row["kind"],
+                row["task"] or "",
+                human_bytes(row["size"]),
+                row["headline"],
+                row["base"] or "",
+                row["created"][:19],
+            )
+        stdout.print(table)
+
+    emit(rows, as_json, render)
+
+
+def summary(manifest: Any) -> dict[str, Any]:
+    metrics = manifest.metrics or {}
+    headline = next(
+        (f"{k} {metrics[k]:.4f}" for k in ("f1", "perplexity", "accuracy") if k in metrics), ""
+    )
+    base = (manifest.base or {}).get("ref") or (manifest.base or {}).get("name")
+    return {
+        "ref": manifest.ref,
+        "version": manifest.version,
+        "kind": manifest.kind,
+        "task": manifest.task,
+        "size": manifest.size,
+        "headline": headline,
+        "base": base,
+        "created": manifest.created,
+    }
+
+
+def human_bytes(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+@registry_group.command()
+@click.argument("ref")
+@JSON_OPTION
+@click.pass_context
+def show(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """The manifest REF (NAME:VERSION or NAME@ALIAS) resolves to."""
+    manifest = open_registry(ctx).resolve(ref)
+
+    def render(data: dict) -> None:
+        stdout.print(
+            f"[bold]{manifest.ref}[/] ({data['kind']}, {data['task']}) "
+            f"{human_bytes(manifest.size)} in {len(data['files'])} files"
+        )
+        for key in ("base", "labels", "metrics", "lineage", "created", "created_by"):
+            if data.get(key):
+                stdout.print(f"  {key}: {data[key]}")
+
+    emit(asdict(manifest), as_json, render)
+
+
+@registry_group.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--name", required=True, help="Model name to register under.")
+@click.option(
+    "--kind",
+    type=click.Choice(["full", "partial", "adapter", "prompt", "base"]),
+    default=None,
+    help="Default: detected from the directory.",
+)
+@click.option(
+    "--alias", "aliases", multiple=True, help="Point this alias at the new version (repeatable)."
+)
+@click.option(
+    "--base",
+    default="register",
+    show_default=True,
+    help="For adapter/prompt/partial: register | reference | a registry ref.",
+)
+@JSON_OPTION
+@click.pass_context
+def push(
+    ctx: click.Context,
+    directory: str,
+    name: str,
+    kind: str | None,
+    aliases: tuple[str, ...],
+    base: str,
+    as_json: bool,
+) -> None:
+    """Register DIRECTORY (an ftray output, a transformers model or a PEFT adapter) as NAME."""
+    from ftray.artefacts import register_output
+
+    registry = open_registry(ctx)
+    if kind == "base":
+        manifest = registry.register(directory, name, "base", aliases=aliases)
+    else:
+        manifest = register_output(registry, directory, name, kind=kind, aliases=aliases, base=base)
+    result = {
+        **summary(manifest),
+        "aliases": list(aliases),
+        "bytes_uploaded": registry.bytes_uploaded,
+    }
+    emit(
+        result,
+        as_json,
+        lambda r: stdout.print(
+            f"registered [bold]{r['ref']}[/] ({r['kind']}, {human_bytes(r['size'])}; "
+            f"{human_bytes(r['bytes_uploaded'])} uploaded)"
+        ),
+    )
+
+
+@registry_group.command()
+@click.argument("ref")
+@click.argument("directory", type=click.Path(file_okay=False))
+@JSON_OPTION
+@click.pass_context
+def pull(ctx: click.Context, ref: str, directory: str, as_json: bool) -> None:
+    """Download REF into DIRECTORY (absent or empty), checking every file's sha256."""
+    registry = open_registry(ctx)
+    manifest = registry.pull(ref, directory)
+    result = {
+        **summary(manifest),
+        "directory": directory,
+        "bytes_downloaded": registry.bytes_downloaded,
+    }
+    emit(
+        result,
+        as_json,
+        lambda r: stdout.print(
+            f"pulled [bold]{r['ref']}[/] into {directory} "
+            f"({human_bytes(r['bytes_downloaded'])} downloaded)"
+        ),
+    )
+
+
+@registry_group.command()
+@click.argument("name")
+@click.argument("alias")
+@click.argument("version", type=int)
+@JSON_OPTION
+@click.pass_context
+def alias(ctx: click.Context, name: str, alias: str, version: int, as_json: bool) -> None:
+    """Point NAME@ALIAS at VERSION."""
+    document = open_registry(ctx).set_alias(name, alias, version)
+    emit(
+        {"name": name, "alias": alias, **document},
+        as_json,
+        lambda r: stdout.print(f"{name}@{alias} -> {r['version']}"),
+    )
+
+
+@registry_group.command()
+@click.argument("name")
+@click.argument("alias")
+@JSON_OPTION
+@click.pass_context
+def rollback(ctx: click.Context, name: str, alias: str, as_json: bool) -> None:
+    """Move NAME@ALIAS back to where it pointed before its last move."""
+    document = open_registry(ctx).rollback(name, alias)
+    emit(
+        {"name": name, "alias": alias, **document},
+        as_json,
+        lambda r: stdout.print(f"{name}@{alias} rolled back to {r['version']}"),
+    )
+
+
+@registry_group.command()
+@click.argument("ref", required=False)
+@JSON_OPTION
+@click.pass_context
+def verify(ctx: click.Context, ref: str | None, as_json: bool) -> None:
+    """Check stored files against their sha256 (one version, or everything); exit 1 on damage."""
+    report = open_registry(ctx).verify(ref)
+
+    def render(r: dict) -> None:
+        stdout.print(f"checked {r['versions']} versions, {r['blobs']} blobs")
+        for problem in r["problems"]:
+            stdout.print(f"[red]{problem}[/]")
+
+    emit(report, as_json, render)
+    if report["problems"]:
+        sys.exit(1)
+
+
+@registry_group.command()
+@click.option("--dry-run", is_flag=True, help="List what would be deleted.")
+@click.option(
+    "--grace",
+    type=float,
+    default=3600.0,
+    show_default=True,
+    help="Keep unreferenced blobs younger than this many seconds (uploads in flight).",
+)
+@JSON_OPTION
+@click.pass_context
+def gc(ctx: click.Context, dry_run: bool, grace: float, as_json: bool) -> None:
+    """Delete blobs that no version references."""
+    report = open_registry(ctx).gc(dry_run=dry_run, grace_s=grace)
+    gone = report.get("deleted", report.get("would_delete", []))
+    emit(
+        report,
+        as_json,
+        lambda r: stdout.print(
+            f"{'would delete' if dry_run else 'deleted'} {len(gone)} blobs "
+            f"({human_bytes(r['bytes'])}); "
+            f"{r['kept_in_grace']} unreferenced kept within the grace period"
+        ),
+    )

@@ -1,0 +1,25 @@
+"""ftray's model registry: content-addressed blobs, versions and aliases on S3 or a directory."""
+
+from registry.cache import BlobCache, CorruptBlob
+from registry.refs import Ref, parse_ref, validate_name
+from registry.registry import KINDS, MANIFEST_FILE, Manifest, Registry, default_uri, open_store
+from registry.store import NotFound, ObjectInfo, ObjectStore, PreconditionFailed, StoreError
+
+__all__ = [
+    "KINDS",
+    "MANIFEST_FILE",
+    "BlobCache",
+    "CorruptBlob",
+    "Manifest",
+    "NotFound",
+    "ObjectInfo",
+    "ObjectStore",
+    "PreconditionFailed",
+    "Ref",
+    "Registry",
+    "StoreError",
+    "default_uri",
+    "open_store",
+    "parse_ref",
+    "validate_name",
+]
