@@ -23,6 +23,7 @@ from ftray.errors import FtrayError
 from ftray.models import load_tokenizer
 from ftray.runs import RESULT_FILE
 from ftray.train import train
+from registry import BlobCache, Registry
 
 pytestmark = pytest.mark.slow
 
@@ -90,6 +91,11 @@ def test_two_workers_under_zero_stages(tmp_path, tiny_bert, stage, strategy):
             deepspeed={"zero_stage": stage},
             strategy={"kind": strategy},
             train={"epochs": 1, "learning_rate": 3e-3},
+            registry={
+                "uri": str(tmp_path / "registry"),
+                "register_as": f"tiny-{strategy}",
+                "aliases": ["candidate"],
+            },
         ),
         tmp_path,
     )
@@ -104,6 +110,18 @@ def test_two_workers_under_zero_stages(tmp_path, tiny_bert, stage, strategy):
         )
     else:
         assert {"adapter_model.safetensors", "adapter_config.json"} <= files
+    # Registered with its lineage; an adapter or prompt version references its registered base.
+    assert result["registered"]["ref"] == f"tiny-{strategy}:1"
+    registry = Registry.open(str(tmp_path / "registry"), BlobCache(tmp_path / "cache"))
+    manifest = registry.resolve(f"tiny-{strategy}@candidate")
+    assert manifest.kind == strategy and manifest.labels == ["negative", "positive"]
+    assert manifest.lineage["run"] == result["run"] and set(manifest.lineage["data"]) == {
+        "train",
+        "validation",
+    }
+    assert manifest.metrics["accuracy"] == result["metrics"]["accuracy"]
+    if strategy != "full":
+        assert registry.resolve(manifest.base["ref"]).kind == "base"
 
 
 def worker_processes() -> list[psutil.Process]:
