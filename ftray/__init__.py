@@ -2,7 +2,7 @@
 
 The Python API under the `ftray` command:
 
-    from ftray import load_spec, train, check_data
+    from ftray import load_spec, train, tune, check_data
     result = train(load_spec("job.yaml", ["strategy.kind=adapter"]))
 """
 
@@ -14,7 +14,7 @@ from ftray.errors import FtrayError
 from ftray.spec import JobSpec, load_spec
 
 __version__ = "0.1.0"
-__all__ = ["FtrayError", "JobSpec", "check_data", "load_spec", "train"]
+__all__ = ["FtrayError", "JobSpec", "check_data", "load_spec", "train", "tune"]
 
 
 def __getattr__(name: str) -> Any:
@@ -27,4 +27,8 @@ def __getattr__(name: str) -> Any:
         from ftray.datacheck import check_data
 
         return check_data
+    if name == "tune":
+        from ftray.tune import tune
+
+        return tune
     raise AttributeError(f"module 'ftray' has no attribute {name!r}")

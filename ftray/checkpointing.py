@@ -4,7 +4,8 @@
     deepspeed/           DeepSpeed's own state for an exact resume: trainable weights, optimizer,
                          LR schedule (frozen weights are left out; they come from the base model)
     model/               only in checkpoints that were the best so far: the loadable artefact
-                         (PEFT adapter dir, or a transformers model dir) with its tokenizer
+                         (PEFT adapter dir, or a transformers model dir) with its tokenizer and
+                         ftray_eval.json, the metrics of the evaluation that made it the best
 
 Every rank writes its part into its own directory; the session merges them (Ray Train does).
 """
@@ -23,6 +24,7 @@ TRAINER_STATE = "trainer_state.json"
 DEEPSPEED_DIR = "deepspeed"
 MODEL_DIR = "model"
 TAG = "state"
+EVAL_FILE = "ftray_eval.json"
 # Reported with every checkpoint: its step when it holds the exported model, else -1, so that
 # score-based retention (Ray Train's CheckpointConfig) always keeps the best model.
 EXPORT_SCORE = "export_step"
@@ -48,12 +50,23 @@ class TrainState:
 
 
 def save_checkpoint(
-    engine: Any, state: TrainState, directory: Path, rank: int, export: Any = None
+    engine: Any,
+    state: TrainState,
+    directory: Path,
+    rank: int,
+    tokenizer: Any = None,
+    metrics: dict[str, Any] | None = None,
 ) -> None:
-    """Write this rank's part of a checkpoint; `export` (tokenizer) adds the loadable model."""
+    """Write this rank's part of a checkpoint; with a tokenizer, also the loadable model and the
+    evaluation `metrics` that earned it."""
     engine.save_checkpoint(str(directory / DEEPSPEED_DIR), tag=TAG, exclude_frozen_parameters=True)
-    if export is not None:
-        export_model(engine, export, directory / MODEL_DIR, rank)
+    if tokenizer is not None:
+        export_model(engine, tokenizer, directory / MODEL_DIR, rank)
+        if rank == 0:
+            evaluation = {k: v for k, v in (metrics or {}).items() if k != "history"}
+            (directory / MODEL_DIR / EVAL_FILE).write_text(
+                json.dumps(evaluation, indent=2, default=str)
+            )
     if rank == 0:
         (directory / TRAINER_STATE).write_text(state.to_json())
 

@@ -12,6 +12,7 @@ import math
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import partial
 from itertools import islice
 from pathlib import Path
@@ -31,7 +32,7 @@ from ftray.evaluation import make_evaluator
 from ftray.losses import correct_predictions, task_loss
 from ftray.models import load_task_model, load_tokenizer, quiet_transformers
 from ftray.session import Session
-from ftray.spec import JobSpec
+from ftray.spec import JobSpec, TrainSpec
 from ftray.strategies import get_strategy
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -70,14 +71,8 @@ def train_worker(spec: JobSpec, session: Session) -> None:
     sampler = ShardSampler(len(train_set), rank, world, seed=train.seed)
     loader = DataLoader(train_set, batch_size=train.batch_size, sampler=sampler, collate_fn=collate)
     accumulation = train.gradient_accumulation_steps
-    micro_per_epoch = len(loader) // accumulation * accumulation  # drop a partial accumulation
-    if micro_per_epoch == 0:
-        raise FtrayError(
-            f"train.batch_size: {len(train_set)} training examples over {world} workers are too "
-            f"few for batches of {train.batch_size} x {accumulation} accumulation steps"
-        )
-    steps_per_epoch = micro_per_epoch // accumulation
-    total_steps = min(train.max_steps or math.inf, steps_per_epoch * train.epochs)
+    schedule = schedule_for(train, len(train_set), world)
+    micro_per_epoch, total_steps = schedule.micro_per_epoch, schedule.total_steps
 
     # --- Model: pretrained weights (same head init on every rank), the strategy's trainable part.
     torch.manual_seed(train.seed)
@@ -100,7 +95,7 @@ def train_worker(spec: JobSpec, session: Session) -> None:
     if "scheduler" not in config and optimizer is not None:
         warmup = int(total_steps * train.warmup_ratio)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lr_schedule(train.scheduler, warmup, int(total_steps))
+            optimizer, lr_schedule(train.scheduler, warmup, total_steps)
         )
     engine, *_ = deepspeed.initialize(
         model=model,
@@ -127,7 +122,7 @@ def train_worker(spec: JobSpec, session: Session) -> None:
             "trainable_params": trainable,
             "total_params": total,
             "total_steps": total_steps,
-            "steps_per_epoch": steps_per_epoch,
+            "steps_per_epoch": schedule.steps_per_epoch,
             "world_size": world,
             "resumed_from": state.resumed_from,
             "startup_s": time.perf_counter() - started,
@@ -190,18 +185,24 @@ def train_worker(spec: JobSpec, session: Session) -> None:
                 metrics.update(
                     epoch=state.epoch,
                     step=state.global_step,
-                    total_steps=int(total_steps),
+                    total_steps=total_steps,
                     best_step=state.stopper.best_step,
                     stopped_early=state.stopped_early,
                     resumed_from=state.resumed_from,
                     trainable_params=trainable,
                     total_params=total,
-                    history=state.history,
+                    # A copy: Ray may serialise a report after this worker has appended more.
+                    history=list(state.history),
                     **{EXPORT_SCORE: state.global_step if improved else -1},
                 )
                 with tempfile.TemporaryDirectory(prefix="ftray-ckpt-") as directory:
                     save_checkpoint(
-                        engine, state, Path(directory), rank, export=tokenizer if improved else None
+                        engine,
+                        state,
+                        Path(directory),
+                        rank,
+                        tokenizer=tokenizer if improved else None,
+                        metrics=metrics,
                     )
                     session.report(metrics, Path(directory))
                 session.progress({"kind": "eval", "metrics": state.history[-1]})
@@ -209,6 +210,32 @@ def train_worker(spec: JobSpec, session: Session) -> None:
                 step_started = time.perf_counter()
             if done:
                 break
+
+
+@dataclass(frozen=True)
+class Schedule:
+    micro_per_epoch: int  # micro-batches per worker per epoch (a partial accumulation dropped)
+    steps_per_epoch: int  # optimizer steps
+    total_steps: int
+    evaluations: int  # how many times the run evaluates (and reports) if it is not stopped
+
+
+def schedule_for(train: TrainSpec, examples: int, world: int) -> Schedule:
+    """The run's step arithmetic; Tune's ASHA sizes its rungs with the same numbers."""
+    accumulation = train.gradient_accumulation_steps
+    batches = math.ceil(math.ceil(examples / world) / train.batch_size)
+    micro_per_epoch = batches // accumulation * accumulation
+    if micro_per_epoch == 0:
+        raise FtrayError(
+            f"train.batch_size: {examples} training examples over {world} workers are too "
+            f"few for batches of {train.batch_size} x {accumulation} accumulation steps"
+        )
+    steps_per_epoch = micro_per_epoch // accumulation
+    total = steps_per_epoch * train.epochs
+    if train.max_steps:
+        total = min(total, train.max_steps)
+    every = train.eval_steps or steps_per_epoch  # the last step always evaluates too
+    return Schedule(micro_per_epoch, steps_per_epoch, total, math.ceil(total / every))
 
 
 def forward(engine: Any, batch: dict[str, torch.Tensor], logit_offset: int) -> torch.Tensor:

@@ -12,35 +12,52 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ftray import storage
+from ftray.checkpointing import MODEL_DIR
 from ftray.errors import FtrayError
 from ftray.spec import JobSpec
 
 RESULT_FILE = "ftray_result.json"
 
 
-def new_run_name(spec: JobSpec) -> str:
-    return f"{spec.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S-%f}"
+def new_run_name(spec: JobSpec, kind: str = "") -> str:
+    """`<name>-<UTC timestamp>`, or `<name>-<kind>-<timestamp>` (kind "tune", "compare")."""
+    prefix = f"{spec.name}-{kind}" if kind else spec.name
+    return f"{prefix}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S-%f}"
 
 
 def run_uri(spec: JobSpec, run: str) -> str:
     return storage.join(spec.checkpoint.storage_path, run)
 
 
-def runs_of(spec: JobSpec) -> list[str]:
-    pattern = re.compile(rf"^{re.escape(spec.name)}-\d{{8}}-\d{{6}}-\d{{6}}$")
+def runs_of(spec: JobSpec, kind: str = "") -> list[str]:
+    prefix = f"{spec.name}-{kind}" if kind else spec.name
+    pattern = re.compile(rf"^{re.escape(prefix)}-\d{{8}}-\d{{6}}-\d{{6}}$")
     return [d for d in storage.list_dirs(spec.checkpoint.storage_path) if pattern.match(d)]
 
 
-def resumable_run(spec: JobSpec) -> str:
-    """The newest run of this job that did not finish."""
+def resumable_run(spec: JobSpec, kind: str = "", finished_marker: str = RESULT_FILE) -> str:
+    """The newest run (or tune experiment...) of this job that did not finish."""
     unfinished = [
-        r for r in runs_of(spec) if not storage.exists(storage.join(run_uri(spec, r), RESULT_FILE))
+        r
+        for r in runs_of(spec, kind)
+        if not storage.exists(storage.join(run_uri(spec, r), finished_marker))
     ]
     if not unfinished:
+        what = f"{kind} run" if kind else "run"
         raise FtrayError(
-            f"--resume: no unfinished run of {spec.name!r} under {spec.checkpoint.storage_path}"
+            f"--resume: no unfinished {what} of {spec.name!r} under {spec.checkpoint.storage_path}"
         )
     return unfinished[-1]
+
+
+def best_exported_checkpoint(run: str) -> str | None:
+    """The newest checkpoint of a run (URI) holding an exported model. A model is exported only
+    when an evaluation improves on the best so far, so that is the best one."""
+    names = sorted((d for d in storage.list_dirs(run) if d.startswith("checkpoint_")), reverse=True)
+    exported = (
+        storage.join(run, n) for n in names if storage.exists(storage.join(run, n, MODEL_DIR))
+    )
+    return next(exported, None)
 
 
 def output_dir(spec: JobSpec, run: str) -> Path:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,10 +19,24 @@ def ray_runtime(address: str | None = None, verbose: bool = False) -> Iterator[N
     `verbose`; ftray's own progress display reports what matters."""
     import ray
 
-    if ray.is_initialized():  # an embedding program (or a test) owns the session
-        yield
-        return
+    # Ray prints its warnings on stdout, which belongs to the command's result (--json): while
+    # ftray holds a Ray session, stdout is sent to stderr; results are printed afterwards.
+    with contextlib.redirect_stdout(sys.stderr):
+        if ray.is_initialized():  # an embedding program (or a test) owns the session
+            yield
+            return
+        with _ray_session(address, verbose):
+            yield
+
+
+@contextmanager
+def _ray_session(address: str | None, verbose: bool) -> Iterator[None]:
+    import ray
+
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    # Tune prints its own configuration box and tables unless the pre-2.x output is selected;
+    # ftray draws its own progress.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if not verbose:
         os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
         for name in ("ray", "ray.train", "ray.tune", "ray.data"):
@@ -32,7 +48,12 @@ def ray_runtime(address: str | None = None, verbose: bool = False) -> Iterator[N
     if address or os.environ.get("RAY_ADDRESS"):
         options["address"] = address
     else:
-        options.update(include_dashboard=False, _node_ip_address="127.0.0.1")
+        # The dashboard serves Ray's state API, which Train V2 needs to release the workers of a
+        # run whose driver died (a Tune trial stopped by ASHA): without it they leak and the
+        # next trials wait forever. It also serves the Job Submission API.
+        options.update(
+            include_dashboard=True, dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1"
+        )
     try:
         ray.init(**options)
     except (ConnectionError, RuntimeError, ValueError) as exc:

@@ -41,6 +41,7 @@ class RaySession:
         self.world_rank = context.get_world_rank()
         self.world_size = context.get_world_size()
         self.local_rank = context.get_local_rank()
+        self._run = context.get_experiment_name()  # one sink can serve many runs (Tune trials)
         self._sink = progress_sink
 
     @contextmanager
@@ -66,7 +67,7 @@ class RaySession:
 
     def progress(self, event: dict[str, Any]) -> None:
         if self._sink is not None and self.world_rank == 0:
-            self._sink.push.remote(event)
+            self._sink.push.remote({**event, "run": self._run})
 
 
 class LocalSession:

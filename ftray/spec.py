@@ -143,6 +143,51 @@ class RegistrySpec(Section):
         return aliases
 
 
+DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice", "grid")
+
+
+class SchedulerSpec(Section):
+    kind: Literal["asha", "fifo"] = "asha"
+    grace_period: int = Field(1, gt=0)  # evaluations every trial gets before it can be stopped
+    reduction_factor: float = Field(3.0, gt=1)
+    max_t: int | None = Field(None, gt=0)  # evaluations; default: what one trial runs
+
+
+class TuneSpec(Section):
+    # spec field path -> one distribution, e.g. train.learning_rate: {loguniform: [1e-5, 1e-3]}
+    search_space: dict[str, dict[str, list[Any]]] = Field(default_factory=dict)
+    num_samples: int = Field(8, gt=0)  # samples of the space (each grid point this many times)
+    metric: str | None = None  # default: train.early_stopping.metric
+    mode: Literal["max", "min"] | None = None
+    searcher: Literal["random", "grid", "optuna"] = "random"
+    seed: int = 0
+    scheduler: SchedulerSpec = SchedulerSpec()
+    max_concurrent_trials: int | None = Field(None, gt=0)  # default: as many as the cluster fits
+    max_failures: int = Field(1, ge=0)  # retries of a failed trial
+
+    @field_validator("search_space")
+    @classmethod
+    def _distributions(
+        cls, space: dict[str, dict[str, list[Any]]]
+    ) -> dict[str, dict[str, list[Any]]]:
+        for key, distribution in space.items():
+            if len(distribution) != 1 or next(iter(distribution)) not in DISTRIBUTIONS:
+                raise ValueError(f"{key}: give exactly one of {', '.join(DISTRIBUTIONS)}")
+            kind, values = next(iter(distribution.items()))
+            if kind in ("choice", "grid"):
+                if not values:
+                    raise ValueError(f"{key}: {kind} needs at least one value")
+                continue
+            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+            if len(values) != 2 or not numeric or values[0] > values[1]:
+                raise ValueError(f"{key}: {kind} needs [low, high] with low <= high")
+            if kind == "loguniform" and values[0] <= 0:
+                raise ValueError(f"{key}: loguniform needs low > 0")
+            if kind == "randint" and not all(isinstance(v, int) for v in values):
+                raise ValueError(f"{key}: randint needs integer bounds")
+        return space
+
+
 class JobSpec(Section):
     name: str = "ftray-job"
     model: ModelSpec = ModelSpec()
@@ -153,6 +198,7 @@ class JobSpec(Section):
     deepspeed: DeepSpeedSpec = DeepSpeedSpec()
     checkpoint: CheckpointSpec = CheckpointSpec()
     registry: RegistrySpec = RegistrySpec()
+    tune: TuneSpec = TuneSpec()
 
     @field_validator("name")
     @classmethod
@@ -162,14 +208,17 @@ class JobSpec(Section):
         return name
 
     @model_validator(mode="after")
-    def _metric_is_reported(self) -> JobSpec:
-        stop = self.train.early_stopping
+    def _metrics_are_reported(self) -> JobSpec:
         task = self.model.task
-        if stop.metric is not None and stop.metric not in TASK_METRICS[task]:
-            raise ValueError(
-                f"train.early_stopping.metric: {stop.metric!r} is not reported for {task} "
-                f"(one of {', '.join(TASK_METRICS[task])})"
-            )
+        for where, metric in (
+            ("train.early_stopping.metric", self.train.early_stopping.metric),
+            ("tune.metric", self.tune.metric),
+        ):
+            if metric is not None and metric not in TASK_METRICS[task]:
+                raise ValueError(
+                    f"{where}: {metric!r} is not reported for {task} "
+                    f"(one of {', '.join(TASK_METRICS[task])})"
+                )
         return self
 
     @property
@@ -225,32 +274,34 @@ def spec_from_dict(
 
 
 def apply_override(raw: dict[str, Any], override: str) -> None:
-    """Apply `a.b.c=value` to a raw spec dict; the value is parsed as YAML (numbers, lists...).
+    """Apply `a.b.c=value` to a raw spec dict; the value is parsed as YAML (numbers, lists...)."""
+    key, sep, value = override.partition("=")
+    if not sep or not all(key.strip().split(".")):
+        raise FtrayError(f"--set {override!r}: expected key.path=value")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise FtrayError(f"--set {override!r}: value is not valid YAML") from None
+    set_field(raw, key.strip(), parsed, f"--set {override!r}")
+
+
+def set_field(raw: dict[str, Any], key: str, value: Any, what: str = "") -> None:
+    """Set the dotted field `key` of a raw spec dict, creating sections on the way.
 
     A section's knobs belong to its `kind`: setting a different kind starts the section afresh
-    (`--set strategy.kind=prompt` drops the file's LoRA rank); knobs set after it apply.
+    (`strategy.kind=prompt` drops the file's LoRA rank); knobs set after it apply.
     """
-    key, sep, value = override.partition("=")
-    parts = key.strip().split(".")
-    if not sep or not all(parts):
-        raise FtrayError(f"--set {override!r}: expected key.path=value")
+    parts = key.split(".")
     section = raw.get(parts[0])
-    if (
-        parts[1:] == ["kind"]
-        and isinstance(section, dict)
-        and section.get("kind") != yaml.safe_load(value)
-    ):
+    if parts[1:] == ["kind"] and isinstance(section, dict) and section.get("kind") != value:
         raw[parts[0]] = {}
     node = raw
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise FtrayError(f"--set {override!r}: {part} is not a section")
+            raise FtrayError(f"{what or key}: {part} is not a section")
         node = child
-    try:
-        node[parts[-1]] = yaml.safe_load(value)
-    except yaml.YAMLError:
-        raise FtrayError(f"--set {override!r}: value is not valid YAML") from None
+    node[parts[-1]] = value
 
 
 def _resolve_paths(spec: JobSpec, base_dir: Path) -> None:

@@ -176,14 +176,22 @@ def export_best(best_checkpoints: list, destination: Path) -> dict[str, Any]:
     if not exported:
         raise FtrayError("training finished without a checkpoint holding an exported model")
     checkpoint, metrics = max(exported, key=lambda pair: pair[1][EXPORT_SCORE])
+    copy_model(checkpoint, destination)
+    return metrics
+
+
+def copy_model(checkpoint: Any, destination: Path) -> None:
+    """Copy a checkpoint's `model/` (local or s3://) to `destination`, replacing it whole."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}-", dir=destination.parent))
-    with checkpoint.as_directory() as directory:
-        shutil.copytree(Path(directory) / MODEL_DIR, staging, dirs_exist_ok=True)
-    if destination.exists():
-        shutil.rmtree(destination)
-    staging.rename(destination)
-    return metrics
+    try:
+        with checkpoint.as_directory() as directory:
+            shutil.copytree(Path(directory) / MODEL_DIR, staging, dirs_exist_ok=True)
+        if destination.exists():
+            shutil.rmtree(destination)
+        staging.rename(destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def summarize(

@@ -419,6 +419,20 @@ class Registry:
             shutil.rmtree(staging, ignore_errors=True)
         return manifest
 
+    def checkout(self, ref: str | Ref) -> tuple[Manifest, Path]:
+        """A version's files in a read-only directory under the cache (pulled once, reused):
+        what loaders use. Keyed by the file set's fingerprint, so it can never be stale."""
+        manifest = self.resolve(ref)
+        key = f"{manifest.version}-{manifest.fingerprint[:16]}"
+        directory = self.cache.root.parent / "versions" / manifest.name / key
+        if not (directory / MANIFEST_FILE).exists():
+            try:
+                self.pull(manifest.ref, directory)
+            except (FtrayError, OSError):
+                if not (directory / MANIFEST_FILE).exists():  # else another process won the race
+                    raise
+        return manifest, directory
+
     def fetch_blobs(self, manifest: Manifest) -> dict[str, Path]:
         """Every file of a version in the local cache (downloading what is missing); returns
         relative path -> cached path."""

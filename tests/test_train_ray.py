@@ -22,6 +22,7 @@ from ftray.encoding import Collator, encode
 from ftray.errors import FtrayError
 from ftray.models import load_tokenizer
 from ftray.runs import RESULT_FILE
+from ftray.runtime import ray_runtime
 from ftray.train import train
 from registry import BlobCache, Registry
 
@@ -30,11 +31,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_session():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
-    yield
-    ray.shutdown()
+    with ray_runtime():
+        yield
 
 
 def accuracy_in_process(model_dir: Path, spec) -> float:

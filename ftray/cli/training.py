@@ -105,3 +105,66 @@ def render_data_report(report: dict[str, Any]) -> None:
         level = finding["level"]
         table.add_row(finding["check"], f"[{colours[level]}]{level}[/]", finding["message"])
     stdout.print(table)
+
+
+@cli.command()
+@click.argument("job", type=click.Path(dir_okay=False))
+@SET_OPTION
+@ADDRESS_OPTION
+@click.option(
+    "--resume", is_flag=True, help="Continue the newest unfinished tune experiment of this job."
+)
+@JSON_OPTION
+@click.pass_context
+def tune(
+    ctx: click.Context,
+    job: str,
+    overrides: tuple[str, ...],
+    address: str | None,
+    resume: bool,
+    as_json: bool,
+) -> None:
+    """Search JOB's `tune.search_space` with Ray Tune (ASHA by default); register the winner."""
+    from ftray.spec import load_spec
+    from ftray.tune import tune as run_tuning
+
+    result = run_tuning(
+        load_spec(job, overrides), address=address, resume=resume, verbose=ctx.obj["verbose"]
+    )
+    emit(result, as_json, render_tune_result)
+
+
+def render_tune_result(result: dict[str, Any]) -> None:
+    keys = sorted({k for row in result["leaderboard"] for k in row["config"]})
+    table = Table(
+        "#",
+        "trial",
+        *keys,
+        result["metric"],
+        "epochs",
+        "stopped",
+        "time",
+        title=f"{result['experiment']}: leaderboard ({result['mode']} {result['metric']})",
+    )
+    for place, row in enumerate(result["leaderboard"], start=1):
+        values = [
+            f"{row['config'][k]:.3g}"
+            if isinstance(row["config"].get(k), float)
+            else str(row["config"].get(k, ""))
+            for k in keys
+        ]
+        best = f"{row['best']:.4f}" if row["best"] is not None else "-"
+        wall = f"{row['wall_s']:.0f}s" if row["wall_s"] else "-"
+        table.add_row(
+            str(place), row["trial"], *values, best, str(row["epochs"]), row["stopped"], wall
+        )
+    stdout.print(table)
+    stdout.print(
+        f"{result['trials']} trials, {result['stopped_by_scheduler']} stopped by the scheduler, "
+        f"{result['trial_epochs']} trial-epochs in {result['wall_s']:.0f}s"
+    )
+    if "best" in result:
+        stdout.print(f"best: trial {result['best']['trial']} -> {result['best']['output_dir']}")
+    if "registered" in result:
+        registered = result["registered"]
+        stdout.print(f"registered [bold]{registered['ref']}[/] in {registered['registry']}")

@@ -1,0 +1,1 @@
+"""ftray's Ray Serve application: registry versions behind an HTTP endpoint."""

@@ -1,0 +1,87 @@
+"""Registered versions of every kind load back and answer as the trained model did."""
+
+import pytest
+import torch
+from test_artefacts import LABELS, trained_output
+
+from ftray.artefacts import register_output
+from ftray.inference import ModelFiles, Predictor
+from ftray.models import load_task_model, load_tokenizer
+from ftray.strategies import get_strategy
+from registry import BlobCache, Registry
+from registry.local_store import LocalStore
+
+TEXTS = ["The kettle is superb, I would buy it again.", "A dreadful sequel, a waste of money."]
+
+
+@pytest.fixture
+def registry(tmp_path):
+    return Registry(LocalStore(tmp_path / "registry"), BlobCache(tmp_path / "cache"))
+
+
+def reference_probabilities(output, tiny_bert):
+    """What the trained model itself says, loaded the way it was saved (transformers or PEFT)."""
+    from peft import PeftModel
+
+    tokenizer = load_tokenizer(str(tiny_bert))
+    batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
+    if (output / "adapter_config.json").exists():
+        base = load_task_model(str(tiny_bert), "sequence-classification", LABELS)
+        model = PeftModel.from_pretrained(base, str(output))
+    else:
+        model = load_task_model(str(output), "sequence-classification", LABELS)
+    with torch.no_grad():
+        return model.eval()(**batch).logits.softmax(-1)
+
+
+@pytest.mark.parametrize(
+    ("kind", "knobs"),
+    [
+        ("full", {}),
+        ("partial", {"top_layers": 1}),
+        ("adapter", {}),
+        ("prompt", {"num_virtual_tokens": 5}),
+    ],
+)
+def test_every_kind_loads_back_from_the_registry_and_predicts_the_same(
+    registry, tmp_path, tiny_bert, kind, knobs
+):
+    output = trained_output(tmp_path, tiny_bert, kind, 7, **knobs)
+    manifest = register_output(registry, output, f"clf-{kind}")
+    predictor = Predictor.from_registry(registry, f"clf-{kind}@latest")
+    answers = predictor.predict(TEXTS)
+    expected = reference_probabilities(output, tiny_bert)
+    for answer, row in zip(answers, expected.tolist(), strict=True):
+        assert answer["scores"] == pytest.approx(dict(zip(LABELS, row, strict=True)), abs=1e-5)
+        assert answer["label"] == LABELS[max(range(2), key=row.__getitem__)]
+    assert manifest.kind == kind
+
+
+def test_ner_entities_are_character_spans_of_the_input(tmp_path, tiny_bert):
+    tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    torch.manual_seed(3)
+    strategy = get_strategy("full")
+    model = strategy.apply(
+        load_task_model(str(tiny_bert), "token-classification", tags),
+        strategy.config_type(),
+        "token-classification",
+    )
+    model.save_pretrained(tmp_path / "ner")
+    load_tokenizer(str(tiny_bert)).save_pretrained(tmp_path / "ner")
+    predictor = Predictor(ModelFiles(tmp_path / "ner", "full", "token-classification", tags, None))
+    text = "Amara Okafor flew from Port Elsby to Kelderby, said Ravi Szabo."
+    entities = predictor.predict([text])[0]["entities"]
+    assert entities, "a random model still tags something"
+    for entity in entities:
+        assert entity["text"] == text[entity["start"] : entity["end"]]
+        start, end = entity["start"], entity["end"]
+        # Spans cover whole words of the tokenizer's pre-tokenization (punctuation is a word).
+        assert not (start > 0 and text[start].isalnum() and text[start - 1].isalnum())
+        assert not (end < len(text) and text[end - 1].isalnum() and text[end].isalnum())
+        assert entity["type"] in ("PER", "LOC") and 0 < entity["score"] <= 1
+
+
+def test_causal_lm_completes_a_prompt(tiny_llama):
+    predictor = Predictor(ModelFiles(tiny_llama, "full", "causal-lm", [], None))
+    [answer] = predictor.predict(["Colour of lime?\nAnswer:"])
+    assert isinstance(answer["completion"], str)

@@ -1,0 +1,167 @@
+"""`ftray tune` on a real local Ray: ASHA over two strategies with the winner registered and
+loaded back, and an experiment whose driver is killed finished by --resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, make_spec, sentiment_raw
+
+from ftray.inference import Predictor
+from ftray.runtime import ray_runtime
+from ftray.tune import TRIALS_DIR, tune
+from registry import BlobCache, Registry
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_session():
+    with ray_runtime():
+        yield
+
+
+def tiny_tune_raw(tiny_bert, tmp_path, **tune_section):
+    raw = sentiment_raw(
+        tiny_bert,
+        strategy={"kind": "full"},
+        scaling={"num_workers": 1},
+        train={"epochs": 4, "batch_size": 64},
+    )
+    raw["checkpoint"] = {"storage_path": str(tmp_path / "runs")}
+    raw["tune"] = tune_section
+    return raw
+
+
+def test_asha_over_two_strategies_registers_a_winner_that_predicts(tmp_path, tiny_bert):
+    raw = tiny_tune_raw(
+        tiny_bert,
+        tmp_path,
+        num_samples=3,
+        seed=1,
+        max_concurrent_trials=2,
+        # val_loss rather than f1: the tiny model's f1 plateaus in ties, which ASHA never cuts.
+        metric="val_loss",
+        search_space={
+            "strategy.kind": {"grid": ["full", "adapter"]},
+            "train.learning_rate": {"loguniform": [1e-4, 2e-2]},
+        },
+        scheduler={"kind": "asha", "grace_period": 1, "reduction_factor": 2},
+    )
+    raw["registry"] = {
+        "uri": str(tmp_path / "registry"),
+        "register_as": "tuned",
+        "aliases": ["candidate"],
+    }
+    result = tune(make_spec(raw), progress=False)
+
+    rows = result["leaderboard"]
+    assert len(rows) == 6 and {row["strategy"] for row in rows} == {"full", "adapter"}
+    assert result["max_t"] == 4
+    stopped = [row for row in rows if row["stopped"] == "scheduler"]
+    assert stopped, rows
+    assert all(row["evaluations"] < result["max_t"] for row in stopped)
+    assert any(row["steps"] < 4 * 25 for row in stopped)  # stopped for real: compute was saved
+    assert result["stopped_by_scheduler"] == len(stopped)
+    assert rows[0]["best"] == min(row["best"] for row in rows if row["best"] is not None), rows
+
+    assert result["registered"]["ref"] == "tuned:1"
+    registry = Registry.open(str(tmp_path / "registry"), BlobCache(tmp_path / "cache"))
+    manifest = registry.resolve("tuned@candidate")
+    assert manifest.lineage["experiment"] == result["experiment"]
+    assert (
+        manifest.lineage["trial"] == rows[0]["trial"]
+        and manifest.lineage["config"] == rows[0]["config"]
+    )
+    assert manifest.kind == rows[0]["strategy"] and manifest.metrics["val_loss"] == pytest.approx(
+        rows[0]["best"]
+    )
+    answers = Predictor.from_registry(registry, "tuned@candidate").predict(
+        ["The kettle is superb."]
+    )
+    assert answers[0]["label"] in ("negative", "positive")
+    stored = json.loads((Path(result["experiment_dir"]) / "tune_result.json").read_text())
+    assert stored["leaderboard"] == json.loads(json.dumps(rows, default=str))
+
+
+def trial_checkpoints(experiment: Path) -> dict[str, list[str]]:
+    return {
+        run.name: sorted(p.name for p in run.glob("checkpoint_*"))
+        for run in sorted((experiment / TRIALS_DIR).glob("trial-*"))
+    }
+
+
+def test_a_killed_tune_driver_is_finished_by_resume_without_rerunning_finished_trials(
+    tmp_path, tiny_bert
+):
+    raw = tiny_tune_raw(
+        tiny_bert,
+        tmp_path,
+        num_samples=3,
+        seed=2,
+        max_concurrent_trials=1,
+        search_space={"train.learning_rate": {"loguniform": [1e-3, 1e-2]}},
+        scheduler={"kind": "fifo"},
+    )
+    raw["train"]["epochs"] = 2
+    job = tmp_path / "job.yaml"
+    job.write_text(json.dumps(raw))
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "ftray.cli", "tune", str(job)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "RAY_ADDRESS": ""},
+    )
+    deadline = time.time() + 240
+    experiment = None
+    while time.time() < deadline:  # until the second trial has a checkpoint: the first is done
+        experiments = list((tmp_path / "runs").glob("*-tune-*"))
+        if experiments and sum(1 for c in trial_checkpoints(experiments[0]).values() if c) >= 2:
+            experiment = experiments[0]
+            break
+        time.sleep(0.5)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    assert experiment is not None, "the experiment did not get to its second trial"
+    before = trial_checkpoints(experiment)
+    first = next(
+        name for name, checkpoints in before.items() if "checkpoint_00000050" in checkpoints
+    )
+    time.sleep(5)  # let the killed driver's Ray processes exit
+
+    result = tune(make_spec(raw), resume=True, progress=False)
+    assert result["experiment"] == experiment.name
+    assert len(result["leaderboard"]) == 3 and all(
+        row["stopped"] == "completed" for row in result["leaderboard"]
+    )
+    after = trial_checkpoints(experiment)
+    assert after[first] == before[first]  # the finished trial was not run again
+    assert len(after) == 3
+
+
+def test_the_optuna_searcher_samples_the_space(tmp_path, tiny_bert):
+    raw = tiny_tune_raw(
+        tiny_bert,
+        tmp_path,
+        num_samples=3,
+        seed=4,
+        max_concurrent_trials=2,
+        searcher="optuna",
+        metric="val_loss",
+        scheduler={"kind": "fifo"},
+        search_space={
+            "train.learning_rate": {"loguniform": [1e-4, 1e-2]},
+            "train.batch_size": {"choice": [32, 64]},
+        },
+    )
+    raw["train"]["epochs"] = 1
+    result = tune(make_spec(raw), progress=False)
+    rates = [row["config"]["train.learning_rate"] for row in result["leaderboard"]]
+    assert len(rates) == 3 and len(set(rates)) == 3 and all(1e-4 <= r <= 1e-2 for r in rates)
+    assert all(row["stopped"] == "completed" for row in result["leaderboard"])
