@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import resource
 import tempfile
 import time
 from collections.abc import Iterator
@@ -290,7 +291,21 @@ def _timing(step_times: list[float], spec: JobSpec, world: int, started: float) 
         "step_time_s": step_time,
         "samples_per_second": global_batch / step_time if steady else 0.0,
         "worker_elapsed_s": time.perf_counter() - started,
+        "peak_memory_mb": peak_memory_mb(),
     }
+
+
+def peak_memory_mb() -> float:
+    """The largest peak over workers: accelerator memory allocated on GPU, resident set size
+    of the worker process on CPU (model, optimizer state and activations together)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    value = torch.tensor([peak], dtype=torch.float64)
+    if dist.is_initialized():
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return float(value.item())
 
 
 def _history_row(state: TrainState, metrics: dict, metric: str) -> dict[str, Any]:

@@ -53,3 +53,12 @@ def read_text(uri: str) -> str:
     fs, path = _filesystem(uri)
     with fs.open_input_stream(path) as stream:
         return stream.read().decode()
+
+
+def file_sizes(uri: str) -> dict[str, int]:
+    """Name -> size of the files directly under `uri`."""
+    import pyarrow.fs
+
+    fs, path = _filesystem(uri)
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
+    return {info.base_name: info.size for info in infos if info.type == pyarrow.fs.FileType.File}

@@ -69,8 +69,10 @@ def tune(
     resume: bool = False,
     verbose: bool = False,
     progress: bool = True,
+    kind: str = "tune",
 ) -> dict[str, Any]:
-    """Search `spec.tune.search_space`; returns the result also written to tune_result.json."""
+    """Search `spec.tune.search_space`; returns the result also written to tune_result.json.
+    `kind` names the experiment (`<name>-<kind>-<timestamp>`)."""
     started = time.time()
     metric = spec.tune.metric or spec.metric
     mode = spec.tune.mode or metric_mode(metric)
@@ -80,7 +82,7 @@ def tune(
     check_search_space(spec)
     plan = plan_job(spec)
     max_t = spec.tune.scheduler.max_t or evaluations_per_trial(spec, len(plan.splits.train))
-    experiment = resumable_run(spec, "tune", TUNE_RESULT) if resume else new_run_name(spec, "tune")
+    experiment = resumable_run(spec, kind, TUNE_RESULT) if resume else new_run_name(spec, kind)
     console = Console(stderr=True)
     if progress:
         verb = "resuming" if resume else "tuning"
@@ -316,16 +318,21 @@ def rank_key(row: dict[str, Any], mode: str) -> tuple:
 
 
 def export_winner(
-    spec: JobSpec, experiment: str, winner: dict[str, Any], labels: list[str]
+    spec: JobSpec,
+    experiment: str,
+    winner: dict[str, Any],
+    labels: list[str],
+    destination: Path | None = None,
 ) -> dict[str, Any]:
-    """Copy the winning trial's best model out, with an ftray_result.json the registry reads."""
+    """Copy a trial's best model out (by default to the experiment's output directory), with an
+    ftray_result.json the registry reads."""
     from ray.train import Checkpoint
 
     trial_run = storage.join(run_uri(spec, experiment), TRIALS_DIR, f"trial-{winner['trial']}")
     checkpoint = best_exported_checkpoint(trial_run)
     if checkpoint is None:
         raise FtrayError(f"trial {winner['trial']} left no exported model under {trial_run}")
-    destination = output_dir(spec, experiment)
+    destination = destination or output_dir(spec, experiment)
     copy_model(Checkpoint(path=checkpoint), destination)
     trial = trial_spec(spec, winner["config"])
     evaluation = json.loads((destination / EVAL_FILE).read_text())

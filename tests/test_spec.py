@@ -20,7 +20,7 @@ def test_defaults_fill_every_section():
     assert spec.strategy.kind == "adapter" and spec.strategy.method == "lora"
     assert spec.deepspeed.zero_stage == 0
     assert (spec.metric, spec.mode) == ("f1", "max")
-    assert spec.learning_rate == 5e-4  # the adapter strategy's default
+    assert spec.learning_rate == 1e-3  # the adapter strategy's default
 
 
 def test_objective_follows_the_task_and_the_early_stopping_metric():

@@ -1,0 +1,303 @@
+"""`ftray compare`: the fine-tuning approaches table, measured on the user's own task.
+
+Every strategy x data fraction is one grid trial of `ftray.tune` (FIFO, so a cluster runs them in
+parallel), with the same epochs, batch and seed; each strategy trains at its own default learning
+rate (prompt tuning needs ~100x LoRA's) and with the job's knobs when the job uses that strategy.
+The table reads each trial's best exported model and the evaluation recorded with it: trainable
+parameters, wall time, throughput, peak memory, artefact size, accuracy/precision/recall/F1,
+worst-slice F1 and the slice gap, and the train-validation gap (an overfitting signal).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from ftray import storage
+from ftray.checkpointing import EVAL_FILE, MODEL_DIR
+from ftray.data import Splits, load_splits
+from ftray.errors import FtrayError
+from ftray.runs import best_exported_checkpoint, run_uri
+from ftray.spec import JobSpec
+from ftray.strategies import STRATEGIES
+
+COMPARE_JSON, COMPARE_MD, COMPARE_PNG = "compare.json", "compare.md", "compare.png"
+WEIGHT_SUFFIXES = (".safetensors",)
+
+
+def compare(
+    spec: JobSpec,
+    strategies: list[str] | tuple[str, ...] = ("full", "partial", "adapter", "prompt"),
+    fractions: list[float] | tuple[float, ...] = (0.1, 0.3, 1.0),
+    *,
+    out: str | Path | None = None,
+    register: bool = False,
+    address: str | None = None,
+    verbose: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the comparison; returns what compare.json holds."""
+    from ftray.tune import TRIALS_DIR, export_winner, tune
+
+    grid = comparison_spec(spec, strategies, fractions)
+    splits = load_splits(grid)
+    result = tune(grid, address=address, verbose=verbose, progress=progress, kind="compare")
+    experiment_uri = run_uri(grid, result["experiment"])
+    rows = [
+        comparison_row(row, storage.join(experiment_uri, TRIALS_DIR, f"trial-{row['trial']}"))
+        for row in result["leaderboard"]
+        if row["best"] is not None
+    ]
+    rows.sort(key=lambda r: (list(strategies).index(r["strategy"]), r["fraction"]))
+    failed = [row for row in result["leaderboard"] if row["best"] is None]
+    report = {
+        "experiment": result["experiment"],
+        "task": grid.model.task,
+        "metric": grid.metric,
+        "strategies": list(strategies),
+        "fractions": list(fractions),
+        "majority_baseline": majority_baseline(grid.model.task, splits),
+        "rows": rows,
+        "failed": [{"config": r["config"], "error": r["error"]} for r in failed],
+        "wall_s": result["wall_s"],
+    }
+    directory = Path(out) if out else default_out(grid, result["experiment"])
+    directory.mkdir(parents=True, exist_ok=True)
+    if register:
+        report["registered"] = register_strategies(
+            spec, grid, result, rows, splits.labels, directory, export_winner
+        )
+    write_outputs(report, directory)
+    report["out"] = str(directory)
+    return report
+
+
+def comparison_spec(
+    spec: JobSpec,
+    strategies: list[str] | tuple[str, ...],
+    fractions: list[float] | tuple[float, ...],
+) -> JobSpec:
+    """The job as a grid over strategy x fraction, checked before any trial starts."""
+    from ftray.loop import schedule_for
+
+    for kind in strategies:
+        if kind not in STRATEGIES:
+            raise FtrayError(f"--strategies: {kind!r} is not one of {', '.join(STRATEGIES)}")
+    if not strategies or not fractions:
+        raise FtrayError("--strategies and --fractions need at least one value each")
+    for fraction in fractions:
+        if not 0 < fraction <= 1:
+            raise FtrayError(f"--fractions: {fraction} is outside (0, 1]")
+    grid = spec.model_copy(deep=True)
+    grid.train.learning_rate = None  # each strategy's own default
+    grid.registry.register_as = None  # the comparison registers per strategy, on request
+    for fraction in fractions:
+        trial = grid.model_copy(deep=True)
+        trial.data.fraction = fraction
+        try:
+            splits = load_splits(trial)
+            schedule_for(trial.train, len(splits.train), trial.scaling.num_workers)
+        except FtrayError as exc:
+            raise FtrayError(f"--fractions: {fraction}: {exc}") from None
+    grid.tune.search_space = {
+        "strategy.kind": {"grid": list(strategies)},
+        "data.fraction": {"grid": list(fractions)},
+    }
+    grid.tune.searcher, grid.tune.num_samples, grid.tune.scheduler.kind = "grid", 1, "fifo"
+    grid.tune.metric, grid.tune.mode = None, None
+    return grid
+
+
+def majority_baseline(task: str, splits: Splits) -> float | None:
+    """Validation accuracy of always answering the most frequent training label."""
+    if task != "sequence-classification":
+        return None
+    majority = Counter(e["label"] for e in splits.train).most_common(1)[0][0]
+    return sum(e["label"] == majority for e in splits.validation) / len(splits.validation)
+
+
+def comparison_row(row: dict[str, Any], trial_run: str) -> dict[str, Any]:
+    checkpoint = best_exported_checkpoint(trial_run)
+    if checkpoint is None:
+        raise FtrayError(f"{trial_run} holds no exported model")
+    model_uri = storage.join(checkpoint, MODEL_DIR)
+    evaluation = json.loads(storage.read_text(storage.join(model_uri, EVAL_FILE)))
+    strategy = row["config"]["strategy.kind"]
+    trainable, total = evaluation["trainable_params"], evaluation["total_params"]
+    weights = sum(
+        size
+        for name, size in storage.file_sizes(model_uri).items()
+        if name.endswith(WEIGHT_SUFFIXES)
+    )
+    # A partial version stores only the tensors it changed (the trainable ones): their share of
+    # the exported full weights.
+    artefact = round(weights * trainable / total) if strategy == "partial" else weights
+    accuracy, train_accuracy = evaluation.get("accuracy"), evaluation.get("train_accuracy")
+    return {
+        "strategy": strategy,
+        "fraction": row["config"]["data.fraction"],
+        "trial": row["trial"],
+        "trainable_params": trainable,
+        "trainable_pct": round(100 * trainable / total, 4),
+        "wall_s": row["wall_s"],
+        "train_s": evaluation.get("worker_elapsed_s"),
+        "samples_per_second": evaluation.get("samples_per_second"),
+        "peak_memory_mb": evaluation.get("peak_memory_mb"),
+        "artefact_bytes": artefact,
+        "accuracy": accuracy,
+        "precision": evaluation.get("precision"),
+        "recall": evaluation.get("recall"),
+        "f1": evaluation.get("f1"),
+        "perplexity": evaluation.get("perplexity"),
+        "worst_slice": evaluation.get("worst_slice"),
+        "worst_slice_f1": evaluation.get("worst_slice_f1"),
+        "slice_gap": evaluation.get("slice_gap"),
+        "train_val_gap": (train_accuracy - accuracy)
+        if accuracy is not None and train_accuracy is not None
+        else None,
+        "epochs": row["epochs"],
+        "best_step": evaluation.get("best_step"),
+    }
+
+
+def default_out(spec: JobSpec, experiment: str) -> Path:
+    if "://" in spec.checkpoint.storage_path:
+        return Path.cwd() / experiment
+    return Path(spec.checkpoint.storage_path) / experiment / "compare"
+
+
+def register_strategies(
+    spec: JobSpec,
+    grid: JobSpec,
+    result: dict[str, Any],
+    rows: list[dict[str, Any]],
+    labels: list[str],
+    directory: Path,
+    export: Any,
+) -> list[dict[str, Any]]:
+    """Register each strategy's best run as `<register_as or job name>-<strategy>`."""
+    from ftray.train import register_result
+
+    prefix = spec.registry.register_as or spec.name
+    registered = []
+    leaderboard = {row["trial"]: row for row in result["leaderboard"]}
+    for strategy in dict.fromkeys(row["strategy"] for row in rows):
+        best = max(
+            (r for r in rows if r["strategy"] == strategy),
+            key=lambda r: leaderboard[r["trial"]]["best"],
+        )
+        winner = leaderboard[best["trial"]]
+        model_dir = directory / "models" / strategy
+        export(grid, result["experiment"], winner, labels, model_dir)
+        target = grid.model_copy(deep=True)
+        target.registry.register_as = f"{prefix}-{strategy}"
+        target.registry.aliases = list(spec.registry.aliases)
+        lineage = {
+            "experiment": result["experiment"],
+            "trial": winner["trial"],
+            "config": winner["config"],
+        }
+        registered.append({"strategy": strategy, **register_result(target, model_dir, lineage)})
+    return registered
+
+
+def write_outputs(report: dict[str, Any], directory: Path) -> None:
+    (directory / COMPARE_JSON).write_text(json.dumps(report, indent=2, default=str))
+    (directory / COMPARE_MD).write_text(markdown_table(report))
+    plot(report, directory / COMPARE_PNG)
+
+
+def headline(report: dict[str, Any]) -> str:
+    return "perplexity" if report["task"] == "causal-lm" else "accuracy"
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    quality = headline(report)
+    columns = {
+        "strategy": lambda r: r["strategy"],
+        "data": lambda r: f"{r['fraction']:g}",
+        "trainable params": lambda r: f"{r['trainable_params']:,} ({r['trainable_pct']:.2f}%)",
+        quality: lambda r: _num(r[quality]),
+        "precision": lambda r: _num(r["precision"]),
+        "recall": lambda r: _num(r["recall"]),
+        "F1": lambda r: _num(r["f1"]),
+        "worst-slice F1": lambda r: _num(r["worst_slice_f1"]),
+        "slice gap": lambda r: _num(r["slice_gap"]),
+        "train-val gap": lambda r: _num(r["train_val_gap"]),
+        "wall s": lambda r: _num(r["wall_s"], 0),
+        "samples/s": lambda r: _num(r["samples_per_second"], 0),
+        "peak MB": lambda r: _num(r["peak_memory_mb"], 0),
+        "artefact": lambda r: _bytes(r["artefact_bytes"]),
+    }
+    baseline = report["majority_baseline"]
+    lines = [
+        f"# Fine-tuning approaches: {report['experiment']}",
+        "",
+        f"Task: {report['task']}; quality is validation {quality}"
+        + (
+            f"; the majority-class baseline scores {baseline:.4f}." if baseline is not None else "."
+        ),
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+        *(
+            "| " + " | ".join(cell(row) for cell in columns.values()) + " |"
+            for row in report["rows"]
+        ),
+    ]
+    lines += [f"\nFailed: {failure['config']}: {failure['error']}" for failure in report["failed"]]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """The data-efficiency curve (quality against data fraction, a line per strategy) beside
+    cost against quality (wall time and trainable parameters at the largest fraction)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    quality = headline(report)
+    figure, (curve, cost) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for strategy in report["strategies"]:
+        points = sorted(
+            (r["fraction"], r[quality]) for r in report["rows"] if r["strategy"] == strategy
+        )
+        if points:
+            curve.plot(*zip(*points, strict=True), marker="o", label=strategy)
+    if report["majority_baseline"]:
+        curve.axhline(
+            report["majority_baseline"], color="grey", linestyle="--", label="majority class"
+        )
+    curve.set(
+        xlabel="fraction of training data", ylabel=f"validation {quality}", title="data efficiency"
+    )
+    curve.legend()
+    largest = max(report["fractions"])
+    for row in (r for r in report["rows"] if r["fraction"] == largest):
+        cost.scatter(row["wall_s"], row[quality], s=40 + 260 * row["trainable_pct"] / 100)
+        cost.annotate(
+            f"{row['strategy']} ({row['trainable_pct']:.3g}% trainable)",
+            (row["wall_s"], row[quality]),
+            textcoords="offset points",
+            xytext=(6, 4),
+            fontsize=8,
+        )
+    cost.set(
+        xlabel="wall time per run (s)",
+        ylabel=f"validation {quality}",
+        title=f"cost against quality (data fraction {largest:g})",
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _bytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} KB"
