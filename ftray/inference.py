@@ -57,7 +57,7 @@ def load_model(files: ModelFiles) -> tuple[torch.nn.Module, int]:
     quiet_transformers()
     if files.kind in ("full", "base"):
         return load_task_model(str(files.directory), files.task, files.labels).eval(), 0
-    base = load_task_model(str(files.base_directory), files.task, files.labels)
+    base = load_base(files)
     if files.kind == "partial":
         from safetensors.torch import load_file
 
@@ -71,35 +71,62 @@ def load_model(files: ModelFiles) -> tuple[torch.nn.Module, int]:
         return base.eval(), 0
     from peft import PeftModel
 
-    config = json.loads((files.directory / "adapter_config.json").read_text())
     model = PeftModel.from_pretrained(base, str(files.directory), is_trainable=False)
+    return model.eval(), adapter_logit_offset(files)
+
+
+def load_base(files: ModelFiles) -> torch.nn.Module:
+    return load_task_model(str(files.base_directory), files.task, files.labels)
+
+
+def adapter_logit_offset(files: ModelFiles) -> int:
+    """Prompt tuning and p-tuning prepend virtual tokens; token-level logits drop them."""
+    config = json.loads((files.directory / "adapter_config.json").read_text())
     prepends = config.get("peft_type") in PROMPT_PEFT_TYPES - {"PREFIX_TUNING"}
-    offset = (
+    return (
         config.get("num_virtual_tokens", 0)
         if prepends and files.task != "sequence-classification"
         else 0
     )
-    return model.eval(), offset
 
 
 class Predictor:
-    def __init__(self, files: ModelFiles, max_length: int = 512) -> None:
-        self.task, self.labels = files.task, files.labels
-        self.model, self.logit_offset = load_model(files)
-        self.tokenizer = load_tokenizer(str(files.directory))
-        self.max_length = max_length
+    """Answers requests with one version: a model of its own, or one adapter of a PEFT model
+    shared with other versions (`adapter` is then activated before every forward)."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        task: str,
+        labels: list[str],
+        logit_offset: int = 0,
+        adapter: str | None = None,
+        max_length: int = 512,
+    ) -> None:
+        self.model, self.tokenizer, self.task, self.labels = model, tokenizer, task, labels
+        self.logit_offset, self.adapter, self.max_length = logit_offset, adapter, max_length
+
+    @classmethod
+    def from_files(cls, files: ModelFiles) -> Predictor:
+        model, offset = load_model(files)
+        return cls(model, load_tokenizer(str(files.directory)), files.task, files.labels, offset)
 
     @classmethod
     def from_registry(cls, registry: Any, ref: str) -> Predictor:
-        return cls(version_files(registry, ref))
+        return cls.from_files(version_files(registry, ref))
 
     @torch.no_grad()
-    def predict(self, inputs: list[str]) -> list[dict[str, Any]]:
+    def predict(
+        self, inputs: list[str], max_new_tokens: int = MAX_NEW_TOKENS, temperature: float = 0.0
+    ) -> list[dict[str, Any]]:
+        if self.adapter is not None:
+            self.model.set_adapter(self.adapter)
         if self.task == "sequence-classification":
             return self._classify(inputs)
         if self.task == "token-classification":
             return [self._entities(text) for text in inputs]
-        return [self._complete(text) for text in inputs]
+        return [self._complete(text, max_new_tokens, temperature) for text in inputs]
 
     def _logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         names = ("input_ids", "attention_mask", "token_type_ids")
@@ -155,14 +182,25 @@ class Predictor:
             )
         return {"entities": entities}
 
-    def _complete(self, prompt: str, max_new_tokens: int = MAX_NEW_TOKENS) -> dict[str, Any]:
+    def _complete(self, prompt: str, max_new_tokens: int, temperature: float) -> dict[str, Any]:
         encoded = self.tokenizer(prompt, return_tensors="pt")
+        sampling = (
+            {"do_sample": True, "temperature": temperature}
+            if temperature > 0
+            else {"do_sample": False}
+        )
         output = self.model.generate(
             **encoded,
             max_new_tokens=max_new_tokens,
-            do_sample=False,
+            **sampling,
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.tokenizer.eos_token_id,
         )
         new_tokens = output[0, encoded["input_ids"].shape[1] :]
-        return {"completion": self.tokenizer.decode(new_tokens, skip_special_tokens=True)}
+        finished = len(new_tokens) > 0 and int(new_tokens[-1]) == self.tokenizer.eos_token_id
+        return {
+            "completion": self.tokenizer.decode(new_tokens, skip_special_tokens=True),
+            "prompt_tokens": int(encoded["input_ids"].shape[1]),
+            "completion_tokens": len(new_tokens),
+            "finish_reason": "stop" if finished else "length",
+        }

@@ -68,7 +68,9 @@ def test_ner_entities_are_character_spans_of_the_input(tmp_path, tiny_bert):
     )
     model.save_pretrained(tmp_path / "ner")
     load_tokenizer(str(tiny_bert)).save_pretrained(tmp_path / "ner")
-    predictor = Predictor(ModelFiles(tmp_path / "ner", "full", "token-classification", tags, None))
+    predictor = Predictor.from_files(
+        ModelFiles(tmp_path / "ner", "full", "token-classification", tags, None)
+    )
     text = "Amara Okafor flew from Port Elsby to Kelderby, said Ravi Szabo."
     entities = predictor.predict([text])[0]["entities"]
     assert entities, "a random model still tags something"
@@ -82,6 +84,7 @@ def test_ner_entities_are_character_spans_of_the_input(tmp_path, tiny_bert):
 
 
 def test_causal_lm_completes_a_prompt(tiny_llama):
-    predictor = Predictor(ModelFiles(tiny_llama, "full", "causal-lm", [], None))
-    [answer] = predictor.predict(["Colour of lime?\nAnswer:"])
-    assert isinstance(answer["completion"], str)
+    predictor = Predictor.from_files(ModelFiles(tiny_llama, "full", "causal-lm", [], None))
+    [answer] = predictor.predict(["Colour of lime?\nAnswer:"], max_new_tokens=5)
+    assert isinstance(answer["completion"], str) and answer["completion_tokens"] <= 5
+    assert answer["finish_reason"] in ("stop", "length") and answer["prompt_tokens"] > 3

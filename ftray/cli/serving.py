@@ -1,0 +1,89 @@
+"""`ftray serve` and `ftray predict`."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import click
+
+from ftray.cli.base import ADDRESS_OPTION, JSON_OPTION, cli, emit, stdout
+
+
+@cli.command()
+@click.argument("refs", nargs=-1, required=True)
+@click.option(
+    "--registry", default=None, metavar="URI", help="Default: $FTRAY_REGISTRY, ~/.ftray/registry."
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@ADDRESS_OPTION
+@click.option(
+    "--replicas", default=1, show_default=True, type=int, help="Model replicas (autoscaling floor)."
+)
+@click.option(
+    "--max-replicas", default=None, type=int, help="Autoscale model replicas up to this many."
+)
+@click.option(
+    "--capacity", default=4, show_default=True, type=int, help="Versions kept loaded per replica."
+)
+@click.option(
+    "--max-batch-size", default=16, show_default=True, type=int, help="1 turns batching off."
+)
+@click.option("--batch-wait-ms", default=5.0, show_default=True, type=float)
+@click.option(
+    "--poll-interval",
+    "poll_interval_s",
+    default=10.0,
+    show_default=True,
+    type=float,
+    help="Seconds between alias checks.",
+)
+@click.option(
+    "--token",
+    default=lambda: os.environ.get("FTRAY_SERVE_TOKEN"),
+    help="Require this bearer token (default: $FTRAY_SERVE_TOKEN).",
+)
+@click.pass_context
+def serve(ctx: click.Context, refs: tuple[str, ...], address: str | None, **options: Any) -> None:
+    """Serve registry versions REFS (NAME:VERSION or NAME@ALIAS) over HTTP until interrupted."""
+    from ftray.serve import serve_forever
+
+    def ready(url: str) -> None:
+        click.echo(f"serving {', '.join(refs)} at {url} (Ctrl-C stops)", err=True)
+
+    serve_forever(
+        list(refs), on_ready=ready, address=address, verbose=ctx.obj["verbose"], **options
+    )
+
+
+@cli.command()
+@click.argument("ref")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option(
+    "--url", default="http://127.0.0.1:8000", show_default=True, help="The ftray endpoint."
+)
+@click.option("--token", default=lambda: os.environ.get("FTRAY_SERVE_TOKEN"), help="Bearer token.")
+@JSON_OPTION
+def predict(ref: str, inputs: tuple[str, ...], url: str, token: str | None, as_json: bool) -> None:
+    """Ask the endpoint at --url what model REF says about INPUTS."""
+    from ftray.serve import predict as ask
+
+    result = ask(url, ref, list(inputs), token)
+    emit(result, as_json, render_prediction)
+
+
+def render_prediction(result: dict[str, Any]) -> None:
+    stdout.print(f"[bold]{result['model']}[/] ({result['task']})")
+    for output in result["outputs"]:
+        if "label" in output:
+            scores = ", ".join(f"{k} {v:.3f}" for k, v in output["scores"].items())
+            stdout.print(f"  {output['label']}  ({scores})")
+        elif "entities" in output:
+            spans = ", ".join(
+                f"{e['text']!r} {e['type']} [{e['start']}:{e['end']}]" for e in output["entities"]
+            )
+            stdout.print(f"  {spans or 'no entities'}")
+        else:
+            stdout.print(f"  {json.dumps(output['completion'])}")

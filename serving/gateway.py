@@ -1,0 +1,283 @@
+"""The HTTP ingress: checks requests, resolves references, routes to the model deployment.
+
+    GET  /healthz                     200 when the model deployment answers
+    GET  /v1/models                   served references and the versions they resolve to
+    POST /v1/predict                  {"model": REF, "inputs": [...]}
+    POST /v1/completions              OpenAI-compatible, causal-LM models
+    POST /v1/chat/completions         OpenAI-compatible, causal-LM models
+    POST /v1/reload                   resolve aliases now (they are also polled)
+
+Aliases are resolved to immutable `name:version` references here, polled every
+`poll_interval_s`; a request is routed with the version it resolved to, so an alias move switches
+new requests without a restart while requests in flight finish on the old version. Every
+response names the version that answered.
+"""
+
+# No `from __future__ import annotations`: FastAPI must see `Request` as a class, not a string,
+# in the methods Serve rebinds.
+import json
+import logging
+import threading
+import time
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from ray import serve
+
+from serving.schema import (
+    ApiError,
+    ChatCompletionRequest,
+    CompletionRequest,
+    Limits,
+    PredictRequest,
+    check_sizes,
+)
+
+
+# Helpers sit above the deployment: its methods did not see names defined below it.
+def chat_prompt(messages: list[dict[str, str]]) -> str:
+    """The messages as one prompt. Models trained by ftray on prompt/completion pairs have no chat
+    template; their prompt is the messages' contents in order."""
+    return "\n".join(message["content"] for message in messages)
+
+
+def usage(outputs: list[dict[str, Any]]) -> dict[str, int]:
+    prompt = sum(o["prompt_tokens"] for o in outputs)
+    completion = sum(o["completion_tokens"] for o in outputs)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+logger = logging.getLogger("ray.serve")
+api = FastAPI(title="ftray", docs_url=None, redoc_url=None)
+
+
+@serve.deployment(name="gateway", max_ongoing_requests=256)
+@serve.ingress(api)
+class Gateway:
+    def __init__(
+        self,
+        models: Any,
+        refs: list[str],
+        registry_uri: str | None,
+        token: str | None = None,
+        poll_interval_s: float = 10.0,
+        limits: dict[str, int] | None = None,
+    ) -> None:
+        from registry import Registry
+
+        self.models, self.token = models, token
+        self.limits = Limits(**(limits or {}))
+        self.registry = Registry.open(registry_uri)
+        self.resolved = {ref: self.registry.resolve(ref).ref for ref in refs}
+        self.tasks: dict[str, str] = {}  # name:version -> task, filled as versions are described
+        self._lock = threading.Lock()
+        if poll_interval_s > 0:
+            threading.Thread(target=self._poll, args=(poll_interval_s,), daemon=True).start()
+
+    # ---- references
+
+    def resolve_now(self) -> dict[str, str]:
+        fresh = {ref: self.registry.resolve(ref).ref for ref in self.resolved}
+        with self._lock:
+            self.resolved = fresh
+        return fresh
+
+    def _poll(self, interval: float) -> None:
+        while True:
+            time.sleep(interval)
+            try:
+                self.resolve_now()
+            except Exception:  # keep serving the last known versions
+                continue
+
+    def route(self, requested: str) -> str:
+        """The served reference a request names (exactly, or by model name) -> name:version."""
+        with self._lock:
+            resolved = dict(self.resolved)
+        if requested in resolved:
+            return resolved[requested]
+        by_name = [ref for ref in resolved if ref.split("@")[0].split(":")[0] == requested]
+        if len(by_name) == 1:
+            return resolved[by_name[0]]
+        raise ApiError(
+            404,
+            f"unknown model {requested!r}; served: {', '.join(sorted(resolved))}",
+            code="model_not_found",
+        )
+
+    async def task_of(self, version: str) -> str:
+        if version not in self.tasks:
+            info = await self.models.options(multiplexed_model_id=version).describe.remote(version)
+            self.tasks[version] = info["task"]
+        return self.tasks[version]
+
+    async def run(
+        self, version: str, inputs: list[str], options: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        try:
+            return await self.models.options(multiplexed_model_id=version).predict.remote(
+                version, inputs, options
+            )
+        except Exception as exc:  # the model could not answer: not the client's fault
+            message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise ApiError(
+                503, f"{version} could not answer: {message}", kind="server_error"
+            ) from None
+
+    # ---- request plumbing
+
+    def authorize(self, request: Request) -> None:
+        if self.token and request.headers.get("authorization") != f"Bearer {self.token}":
+            raise ApiError(401, "missing or wrong bearer token", kind="authentication_error")
+
+    @staticmethod
+    async def parse(request: Request, schema: type[BaseModel]) -> Any:
+        try:
+            body = json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ApiError(400, "the request body is not valid JSON") from None
+        try:
+            return schema.model_validate(body)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(p) for p in error["loc"]) or "body"
+            raise ApiError(422, f"{where}: {error['msg']}") from None
+
+    async def handle(self, request: Request, action: Any) -> JSONResponse:
+        try:
+            self.authorize(request)
+            return JSONResponse(await action())
+        except ApiError as error:
+            return JSONResponse(error.body(), status_code=error.status)
+        except Exception:  # a bug of ours: logged, answered as JSON, the replica lives on
+            logger.exception("request failed")
+            error = ApiError(500, "internal error; see the gateway's log", kind="server_error")
+            return JSONResponse(error.body(), status_code=error.status)
+
+    # ---- endpoints
+
+    @api.get("/healthz")
+    async def healthz(self) -> JSONResponse:
+        try:
+            await self.models.ping.remote()
+        except Exception:
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    @api.get("/v1/models")
+    async def list_models(self, request: Request) -> JSONResponse:
+        async def action() -> dict[str, Any]:
+            with self._lock:
+                resolved = dict(self.resolved)
+            data = [
+                {"id": ref, "object": "model", "owned_by": "ftray", "resolved": version}
+                for ref, version in sorted(resolved.items())
+            ]
+            return {"object": "list", "data": data}
+
+        return await self.handle(request, action)
+
+    @api.post("/v1/reload")
+    async def reload(self, request: Request) -> JSONResponse:
+        async def action() -> dict[str, Any]:
+            try:
+                return {"models": self.resolve_now()}
+            except Exception as exc:
+                raise ApiError(
+                    503, f"cannot read the registry: {exc}", kind="server_error"
+                ) from None
+
+        return await self.handle(request, action)
+
+    @api.post("/v1/predict")
+    async def predict(self, request: Request) -> JSONResponse:
+        async def action() -> dict[str, Any]:
+            body = await self.parse(request, PredictRequest)
+            check_sizes(body.inputs, self.limits)
+            version = self.route(body.model)
+            task = await self.task_of(version)
+            options = {"max_new_tokens": 32} if task == "causal-lm" else {}
+            outputs = await self.run(version, body.inputs, options)
+            return {"model": version, "requested": body.model, "task": task, "outputs": outputs}
+
+        return await self.handle(request, action)
+
+    @api.post("/v1/completions")
+    async def completions(self, request: Request) -> JSONResponse:
+        async def action() -> dict[str, Any]:
+            body = await self.parse(request, CompletionRequest)
+            prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+            check_sizes(prompts, self.limits, "prompt")
+            version = await self.causal_version(body.model)
+            outputs = await self.run(
+                version, prompts, self.generation(body.max_tokens, body.temperature)
+            )
+            choices = [
+                {
+                    "index": i,
+                    "text": o["completion"],
+                    "finish_reason": o["finish_reason"],
+                    "logprobs": None,
+                }
+                for i, o in enumerate(outputs)
+            ]
+            return {
+                "id": f"cmpl-{uuid.uuid4().hex}",
+                "object": "text_completion",
+                "created": int(time.time()),
+                "model": version,
+                "choices": choices,
+                "usage": usage(outputs),
+            }
+
+        return await self.handle(request, action)
+
+    @api.post("/v1/chat/completions")
+    async def chat_completions(self, request: Request) -> JSONResponse:
+        async def action() -> dict[str, Any]:
+            body = await self.parse(request, ChatCompletionRequest)
+            check_sizes([m.content for m in body.messages], self.limits, "messages")
+            version = await self.causal_version(body.model)
+            prompt = chat_prompt([m.model_dump() for m in body.messages])
+            max_tokens = body.max_completion_tokens or body.max_tokens or 16
+            [output] = await self.run(
+                version, [prompt], self.generation(max_tokens, body.temperature)
+            )
+            message = {"role": "assistant", "content": output["completion"]}
+            return {
+                "id": f"chatcmpl-{uuid.uuid4().hex}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": version,
+                "usage": usage([output]),
+                "choices": [
+                    {"index": 0, "message": message, "finish_reason": output["finish_reason"]}
+                ],
+            }
+
+        return await self.handle(request, action)
+
+    async def causal_version(self, requested: str) -> str:
+        version = self.route(requested)
+        task = await self.task_of(version)
+        if task != "causal-lm":
+            raise ApiError(
+                400, f"{requested} is a {task} model; use /v1/predict", code="wrong_task"
+            )
+        return version
+
+    def generation(self, max_tokens: int, temperature: float) -> dict[str, Any]:
+        if max_tokens > self.limits.max_tokens:
+            raise ApiError(
+                413,
+                f"max_tokens {max_tokens} is over the limit of {self.limits.max_tokens}",
+                code="too_many_tokens",
+            )
+        return {"max_new_tokens": max_tokens, "temperature": temperature}

@@ -1,0 +1,181 @@
+"""The model deployment: registry versions loaded on demand, several per replica.
+
+- Versions are Serve multiplexed models (LRU, `capacity` per replica), keyed by their immutable
+  `name:version`, so an alias move loads the new version beside the old one and requests in
+  flight finish on the version they were routed to.
+- Adapter and prompt versions on the same base share one copy of it per replica: they are
+  adapters of one PEFT model, activated per batch.
+- Requests are batched dynamically (`serve.batch`); each batch is split by version.
+- All model work runs on one thread, so switching adapters never races a forward pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ray import serve
+
+from ftray.artefacts import PROMPT_PEFT_TYPES
+from ftray.inference import ModelFiles, Predictor, adapter_logit_offset, load_base, version_files
+from ftray.models import load_tokenizer, quiet_transformers
+
+
+class SharedBases:
+    """One PEFT model per (base, task, labels, family) per replica; versions are its adapters.
+
+    LoRA-like adapters rewrite the base's modules and prompt adapters feed it virtual tokens:
+    the two families cannot share one PEFT model, so each family gets its own.
+    """
+
+    def __init__(self) -> None:
+        self.models: dict[tuple, Any] = {}
+        self.members: dict[tuple, set[str]] = defaultdict(set)
+
+    @staticmethod
+    def key(files: ModelFiles) -> tuple:
+        config = json.loads((files.directory / "adapter_config.json").read_text())
+        family = "prompt" if config.get("peft_type") in PROMPT_PEFT_TYPES else "lora"
+        return (str(files.base_directory), files.task, tuple(files.labels), family)
+
+    def attach(self, files: ModelFiles, name: str) -> Any:
+        from peft import PeftModel
+
+        key = self.key(files)
+        if key in self.models:
+            model = self.models[key]
+            model.load_adapter(str(files.directory), adapter_name=name, is_trainable=False)
+        else:
+            model = PeftModel.from_pretrained(
+                load_base(files), str(files.directory), adapter_name=name, is_trainable=False
+            ).eval()
+            self.models[key] = model
+        self.members[key].add(name)
+        return model
+
+    def detach(self, files: ModelFiles, name: str) -> None:
+        key = self.key(files)
+        self.members[key].discard(name)
+        if not self.members[key]:  # the last version on this base: let the base go too
+            self.models.pop(key, None)
+            self.members.pop(key, None)
+        else:
+            self.models[key].delete_adapter(name)
+
+
+class LoadedVersion:
+    """A version in a replica's multiplexing cache; Serve calls `__del__` when evicting it."""
+
+    def __init__(
+        self, ref: str, files: ModelFiles, predictor: Predictor, release: Callable[[], None] | None
+    ):
+        self.ref, self.files, self.predictor, self._release = ref, files, predictor, release
+
+    def __del__(self) -> None:
+        release, self._release = getattr(self, "_release", None), None  # idempotent
+        if release is not None:
+            release()
+
+
+@serve.deployment(name="models", max_ongoing_requests=64)
+class ModelServer:
+    def __init__(
+        self,
+        registry_uri: str | None,
+        capacity: int = 4,
+        max_batch_size: int = 16,
+        batch_wait_s: float = 0.005,
+    ) -> None:
+        from registry import Registry
+
+        quiet_transformers()
+        self.registry = Registry.open(registry_uri)
+        self.bases = SharedBases()
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="ftray-model")
+
+        async def load_version(ref: str) -> LoadedVersion:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.executor, self._load_version_now, ref)
+
+        # Wrapped here rather than decorated on the class so `capacity` can come from the command
+        # line; Serve keys its LRU cache and its routing on the multiplexed model id.
+        self.version = serve.multiplexed(max_num_models_per_replica=capacity)(load_version)
+        self.batched.set_max_batch_size(max_batch_size)
+        self.batched.set_batch_wait_timeout_s(batch_wait_s)
+
+    def _load_version_now(self, ref: str) -> LoadedVersion:
+        files = version_files(self.registry, ref)
+        if files.kind not in ("adapter", "prompt"):
+            return LoadedVersion(ref, files, Predictor.from_files(files), None)
+        model = self.bases.attach(files, ref)
+        tokenizer = load_tokenizer(str(files.directory))
+        predictor = Predictor(
+            model, tokenizer, files.task, files.labels, adapter_logit_offset(files), adapter=ref
+        )
+
+        def release() -> None:  # on the model thread, like every other touch of the shared model
+            self.executor.submit(self.bases.detach, files, ref).result()
+
+        return LoadedVersion(ref, files, predictor, release)
+
+    async def ping(self) -> str:
+        return "ok"
+
+    async def stats(self) -> dict[str, Any]:
+        """What this replica holds: each shared base with the versions that are its adapters."""
+        return {
+            "shared_bases": [
+                {"base": key[0], "family": key[3], "versions": sorted(members)}
+                for key, members in self.bases.members.items()
+            ],
+        }
+
+    async def describe(self, ref: str) -> dict[str, Any]:
+        version = await self.version(ref)
+        return {
+            "task": version.files.task,
+            "kind": version.files.kind,
+            "labels": version.files.labels,
+        }
+
+    async def predict(
+        self, ref: str, inputs: list[str], options: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """One request's answers; requests arriving together are batched."""
+        result = await self.batched(ref, inputs, options)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def batched(
+        self, refs: list[str], inputs: list[list[str]], options: list[dict[str, Any]]
+    ) -> list:
+        """A batch of requests, run one forward per (version, options) group; a group that
+        fails fails only its own requests."""
+        results: list[Any] = [None] * len(refs)
+        groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for index, (ref, option) in enumerate(zip(refs, options, strict=True)):
+            groups[(ref, json.dumps(option, sort_keys=True))].append(index)
+        loop = asyncio.get_running_loop()
+        for (ref, _), members in groups.items():
+            try:
+                version = await self.version(ref)
+                flat = [text for index in members for text in inputs[index]]
+                option = options[members[0]]
+                answers = await loop.run_in_executor(
+                    self.executor, lambda v=version, f=flat, o=option: v.predictor.predict(f, **o)
+                )
+            except Exception as exc:  # reported to the requests of this group
+                for index in members:
+                    results[index] = exc
+                continue
+            start = 0
+            for index in members:
+                results[index] = answers[start : start + len(inputs[index])]
+                start += len(inputs[index])
+        return results

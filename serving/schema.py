@@ -1,0 +1,82 @@
+"""The HTTP API's requests, limits and errors.
+
+Errors have OpenAI's shape, `{"error": {"message", "type", "code"}}`, so the official client reads
+them; every bad request gets a 4xx and never reaches a model.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Limits(BaseModel):
+    max_inputs: int = 64  # inputs per /v1/predict request
+    max_chars: int = 4096  # characters per input (prompt, text, message content)
+    max_tokens: int = 256  # completion tokens a request may ask for
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str
+    inputs: list[str] = Field(min_length=1)
+
+
+class CompletionRequest(BaseModel):
+    """OpenAI's /v1/completions; the fields ftray does not use are accepted and ignored."""
+
+    model: str
+    prompt: str | list[str]
+    max_tokens: int = Field(16, ge=1)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    n: int = Field(1, ge=1, le=1)
+    stream: Literal[False] = False
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ChatCompletionRequest(BaseModel):
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    n: int = Field(1, ge=1, le=1)
+    stream: Literal[False] = False
+
+
+class ApiError(Exception):
+    """Turned into a JSON error response with this status by the gateway."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        kind: str = "invalid_request_error",
+        code: str | None = None,
+    ):
+        super().__init__(message)
+        self.status, self.message, self.kind, self.code = status, message, kind, code
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.kind, "code": self.code}}
+
+
+def check_sizes(texts: list[str], limits: Limits, what: str = "inputs") -> None:
+    if len(texts) > limits.max_inputs:
+        raise ApiError(
+            413,
+            f"{len(texts)} {what}; at most {limits.max_inputs} per request",
+            code="too_many_inputs",
+        )
+    for index, text in enumerate(texts):
+        if len(text) > limits.max_chars:
+            raise ApiError(
+                413,
+                f"{what}[{index}] has {len(text)} characters; at most {limits.max_chars}",
+                code="input_too_long",
+            )

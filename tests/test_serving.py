@@ -1,0 +1,304 @@
+"""`ftray serve` with real Ray Serve and HTTP on 127.0.0.1: classification, NER and causal-LM
+versions, two adapters on one shared base, the official OpenAI client, an alias moved under
+traffic, and a barrage of bad requests that leaves the endpoint answering."""
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import torch
+from conftest import ROOT
+from test_artefacts import trained_output
+
+from ftray.artefacts import register_output
+from ftray.errors import FtrayError
+from ftray.inference import Predictor
+from ftray.models import load_task_model, load_tokenizer
+from ftray.runs import RESULT_FILE
+from ftray.serve import call, predict, serving, wait_until_healthy
+from registry import BlobCache, Registry
+from registry.local_store import LocalStore
+
+pytestmark = pytest.mark.slow
+TOKEN = "s3cret"
+TEXTS = ["The kettle is superb, I would buy it again.", "A dreadful sequel, a waste of money."]
+
+
+def register_task_model(registry, root, base, task, labels, name):
+    torch.manual_seed(11)
+    model = load_task_model(str(base), task, labels)
+    model.save_pretrained(root / name)
+    load_tokenizer(str(base)).save_pretrained(root / name)
+    (root / name / RESULT_FILE).write_text(
+        json.dumps(
+            {
+                "task": task,
+                "strategy": "full",
+                "labels": labels,
+                "spec": {"model": {"name": str(base), "task": task}},
+            }
+        )
+    )
+    return register_output(registry, root / name, name)
+
+
+@pytest.fixture(scope="module")
+def endpoint(tmp_path_factory, tiny_bert, tiny_llama):
+    root = tmp_path_factory.mktemp("serving")
+    registry = Registry(LocalStore(root / "registry"), BlobCache(root / "cache"))
+    for seed in (1, 2):  # two LoRA versions of one classifier, on the same base
+        register_output(registry, trained_output(root, tiny_bert, "adapter", seed), "clf")
+    registry.set_alias("clf", "prod", 1)
+    register_task_model(
+        registry, root, tiny_bert, "token-classification", ["O", "B-PER", "I-PER"], "ner"
+    )
+    register_task_model(registry, root, tiny_llama, "causal-lm", [], "lm")
+    refs = ["clf@prod", "clf:2", "ner:1", "lm:1"]
+    with serving(
+        refs,
+        registry=str(root / "registry"),
+        port=8123,
+        token=TOKEN,
+        poll_interval_s=0.5,
+        capacity=4,
+    ) as url:
+        yield {"url": url, "registry": registry, "root": root}
+
+
+def post(url, path, body, token=TOKEN, raw=None):
+    data = raw if raw is not None else json.dumps(body).encode()
+    request = urllib.request.Request(url + path, data=data, method="POST")
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_health_and_the_served_models(endpoint):
+    with urllib.request.urlopen(endpoint["url"] + "/healthz") as response:
+        assert response.status == 200
+    models = call(endpoint["url"], "/v1/models", token=TOKEN)
+    assert {m["id"]: m["resolved"] for m in models["data"]} == {
+        "clf@prod": "clf:1",
+        "clf:2": "clf:2",
+        "ner:1": "ner:1",
+        "lm:1": "lm:1",
+    }
+
+
+def test_two_adapter_versions_share_one_base_in_one_replica(endpoint):
+    from ray import serve
+
+    registry = endpoint["registry"]
+    answers = {}
+    for ref, version in (("clf@prod", "clf:1"), ("clf:2", "clf:2")):
+        result = predict(endpoint["url"], ref, TEXTS, token=TOKEN)
+        assert result["model"] == version and result["task"] == "sequence-classification"
+        expected = Predictor.from_registry(registry, version).predict(TEXTS)
+        for got, want in zip(result["outputs"], expected, strict=True):
+            assert got["label"] == want["label"] and got["scores"] == pytest.approx(
+                want["scores"], abs=1e-5
+            )
+        answers[version] = result["outputs"]
+    assert answers["clf:1"] != answers["clf:2"]
+    stats = serve.get_deployment_handle("models", app_name="ftray").stats.remote().result()
+    [shared] = stats["shared_bases"]
+    assert shared["versions"] == ["clf:1", "clf:2"] and shared["family"] == "lora"
+
+
+def test_ner_answers_with_character_spans(endpoint):
+    text = "Amara Okafor flew to Kelderby."
+    [output] = predict(endpoint["url"], "ner", [text], token=TOKEN)["outputs"]
+    for entity in output["entities"]:
+        assert entity["text"] == text[entity["start"] : entity["end"]] and entity["type"] == "PER"
+
+
+def test_the_openai_client_gets_completions(endpoint):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=endpoint["url"] + "/v1", api_key=TOKEN)
+    completion = client.completions.create(
+        model="lm:1", prompt="Colour of lime?\nAnswer:", max_tokens=4
+    )
+    assert completion.model == "lm:1" and isinstance(completion.choices[0].text, str)
+    assert completion.usage.completion_tokens <= 4
+    chat = client.chat.completions.create(
+        model="lm", messages=[{"role": "user", "content": "Day after Monday?"}], max_tokens=3
+    )
+    assert chat.model == "lm:1" and chat.choices[0].message.role == "assistant"
+
+
+def test_an_alias_move_under_traffic_fails_no_request(endpoint):
+    registry, url = endpoint["registry"], endpoint["url"]
+    seen: list[str] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            try:
+                seen.append(predict(url, "clf@prod", TEXTS[:1], token=TOKEN)["model"])
+            except FtrayError as exc:
+                failures.append(str(exc))
+
+    clients = [threading.Thread(target=client) for _ in range(4)]
+    for thread in clients:
+        thread.start()
+    time.sleep(2)
+    registry.set_alias("clf", "prod", 2)  # picked up by the gateway's poll, no restart
+    deadline = time.time() + 30
+    while time.time() < deadline and (not seen or seen[-1] != "clf:2"):
+        time.sleep(0.2)
+    time.sleep(2)
+    registry.rollback("clf", "prod")
+    deadline = time.time() + 30
+    while time.time() < deadline and seen[-1] != "clf:1":
+        time.sleep(0.2)
+    time.sleep(1)
+    stop.set()
+    for thread in clients:
+        thread.join()
+    assert failures == []
+    assert "clf:2" in seen and seen[0] == "clf:1" and seen[-1] == "clf:1"
+    switched = seen.index("clf:2")
+    assert len(seen) > 20 and switched > 0
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "raw", "token", "status", "message"),
+    [
+        ("/v1/predict", None, b"{not json", TOKEN, 400, "not valid JSON"),
+        ("/v1/predict", {"inputs": ["x"]}, None, TOKEN, 422, "model: Field required"),
+        ("/v1/predict", {"model": "clf:2", "inputs": "one string"}, None, TOKEN, 422, "inputs"),
+        ("/v1/predict", {"model": "clf:2", "inputs": [1, 2]}, None, TOKEN, 422, "inputs.0"),
+        ("/v1/predict", {"model": "clf:2", "inputs": []}, None, TOKEN, 422, "inputs"),
+        ("/v1/predict", {"model": "clf:2", "inputs": ["x"], "extra": 1}, None, TOKEN, 422, "extra"),
+        (
+            "/v1/predict",
+            {"model": "ghost", "inputs": ["x"]},
+            None,
+            TOKEN,
+            404,
+            "unknown model 'ghost'",
+        ),
+        ("/v1/predict", {"model": "clf:2", "inputs": ["x"] * 65}, None, TOKEN, 413, "at most 64"),
+        (
+            "/v1/predict",
+            {"model": "clf:2", "inputs": ["x" * 5000]},
+            None,
+            TOKEN,
+            413,
+            "at most 4096",
+        ),
+        ("/v1/predict", {"model": "clf:2", "inputs": ["x"]}, None, None, 401, "bearer token"),
+        ("/v1/predict", {"model": "clf:2", "inputs": ["x"]}, None, "wrong", 401, "bearer token"),
+        ("/v1/completions", {"model": "clf:2", "prompt": "x"}, None, TOKEN, 400, "use /v1/predict"),
+        (
+            "/v1/completions",
+            {"model": "lm:1", "prompt": "x", "max_tokens": 9999},
+            None,
+            TOKEN,
+            413,
+            "max_tokens",
+        ),
+        (
+            "/v1/completions",
+            {"model": "lm:1", "prompt": "x", "stream": True},
+            None,
+            TOKEN,
+            422,
+            "stream",
+        ),
+        ("/v1/chat/completions", {"model": "lm:1", "messages": []}, None, TOKEN, 422, "messages"),
+    ],
+)
+def test_bad_requests_get_4xx_json_errors(endpoint, path, body, raw, token, status, message):
+    code, answer = post(endpoint["url"], path, body, token=token, raw=raw)
+    assert code == status and message in answer["error"]["message"]
+
+
+def test_the_endpoint_still_answers_after_the_barrage(endpoint):
+    for _ in range(3):
+        post(endpoint["url"], "/v1/predict", None, raw=b"\x00\xff garbage")
+    result = predict(endpoint["url"], "clf:2", TEXTS, token=TOKEN)
+    assert result["model"] == "clf:2" and len(result["outputs"]) == 2
+
+
+def test_unknown_references_are_refused_before_serving(endpoint):
+    with (
+        pytest.raises(FtrayError, match="unknown version clf:9"),
+        serving(["clf:9"], registry=str(endpoint["root"] / "registry"), port=8124),
+    ):
+        pass
+
+
+def test_the_serve_and_predict_commands(tmp_path, endpoint):
+    registry = str(endpoint["root"] / "registry")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ftray.cli",
+            "serve",
+            "clf:2",
+            "--registry",
+            registry,
+            "--port",
+            "8125",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until_healthy("http://127.0.0.1:8125", timeout=180)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ftray.cli",
+                "predict",
+                "clf:2",
+                *TEXTS,
+                "--url",
+                "http://127.0.0.1:8125",
+                "--json",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["model"] == "clf:2"
+        missing = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ftray.cli",
+                "predict",
+                "nope",
+                "x",
+                "--url",
+                "http://127.0.0.1:8125",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert missing.returncode == 1 and "404: unknown model 'nope'" in missing.stderr
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=120) == 0

@@ -1,0 +1,73 @@
+"""The Serve application's options, the shipped config file and the API's request checks,
+without starting Ray."""
+
+import pytest
+import yaml
+from conftest import ROOT
+from pydantic import ValidationError
+from ray.serve.schema import ServeDeploySchema
+
+from serving.app import ServeOptions, build_app
+from serving.gateway import chat_prompt, usage
+from serving.schema import ApiError, Limits, PredictRequest, check_sizes
+
+
+def test_the_shipped_serve_config_is_valid_for_ray_and_for_ftray():
+    config = yaml.safe_load((ROOT / "serving" / "serve_config.yaml").read_text())
+    deploy = ServeDeploySchema.model_validate(config)
+    [application] = deploy.applications
+    assert application.import_path == "serving.app:build_app"
+    options = ServeOptions.model_validate(application.args)
+    assert options.refs == ["sentiment@production"]
+
+
+def test_refs_may_come_comma_separated_from_serve_run():
+    assert ServeOptions.model_validate({"refs": "a@prod, b:2"}).refs == ["a@prod", "b:2"]
+
+
+@pytest.mark.parametrize(
+    "args, field",
+    [
+        ({"refs": []}, "refs"),
+        ({"refs": ["a:1"], "capacity": 0}, "capacity"),
+        ({"refs": ["a:1"], "replica": 2}, "replica"),
+        ({"refs": ["a:1"], "batch_wait_ms": -1}, "batch_wait_ms"),
+    ],
+)
+def test_bad_options_are_rejected_by_name(args, field):
+    with pytest.raises(ValidationError, match=field):
+        ServeOptions.model_validate(args)
+
+
+def test_build_app_autoscales_the_model_deployment_when_asked():
+    app = build_app({"refs": ["a:1"], "replicas": 1, "max_replicas": 3})
+    models = app._bound_deployment.init_args[0]._bound_deployment  # the gateway's first argument
+    assert models.name == "models"
+    assert models._deployment_config.autoscaling_config.max_replicas == 3
+
+
+def test_size_limits_answer_413_naming_the_limit():
+    limits = Limits(max_inputs=2, max_chars=5)
+    check_sizes(["short", "ok"], limits)
+    with pytest.raises(ApiError, match="3 inputs") as many:
+        check_sizes(["a", "b", "c"], limits)
+    with pytest.raises(ApiError, match="6 characters") as long:
+        check_sizes(["sixsix"], limits)
+    assert many.value.status == long.value.status == 413
+
+
+def test_predict_requests_reject_unknown_fields_and_empty_inputs():
+    with pytest.raises(ValidationError, match="inputs"):
+        PredictRequest.model_validate({"model": "a", "inputs": []})
+    with pytest.raises(ValidationError, match="input\\b"):
+        PredictRequest.model_validate({"model": "a", "input": ["x"]})
+
+
+def test_chat_messages_become_one_prompt_and_usage_adds_up():
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    assert chat_prompt(messages) == "Be brief.\nHi"
+    outputs = [
+        {"prompt_tokens": 3, "completion_tokens": 2},
+        {"prompt_tokens": 4, "completion_tokens": 1},
+    ]
+    assert usage(outputs) == {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
