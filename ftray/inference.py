@@ -106,11 +106,13 @@ class Predictor:
     ) -> None:
         self.model, self.tokenizer, self.task, self.labels = model, tokenizer, task, labels
         self.logit_offset, self.adapter, self.max_length = logit_offset, adapter, max_length
+        self.device = next(model.parameters()).device
 
     @classmethod
-    def from_files(cls, files: ModelFiles) -> Predictor:
+    def from_files(cls, files: ModelFiles, device: str | torch.device = "cpu") -> Predictor:
         model, offset = load_model(files)
-        return cls(model, load_tokenizer(str(files.directory)), files.task, files.labels, offset)
+        tokenizer = load_tokenizer(str(files.directory))
+        return cls(model.to(device), tokenizer, files.task, files.labels, offset)
 
     @classmethod
     def from_registry(cls, registry: Any, ref: str) -> Predictor:
@@ -130,14 +132,14 @@ class Predictor:
 
     def _logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         names = ("input_ids", "attention_mask", "token_type_ids")
-        logits = self.model(**{k: v for k, v in batch.items() if k in names}).logits
+        logits = self.model(**{k: v.to(self.device) for k, v in batch.items() if k in names}).logits
         return logits[:, self.logit_offset :] if self.logit_offset else logits
 
     def _classify(self, texts: list[str]) -> list[dict[str, Any]]:
         batch = self.tokenizer(
             texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
         )
-        probabilities = self._logits(batch).float().softmax(dim=-1)
+        probabilities = self._logits(batch).float().softmax(dim=-1).cpu()
         results = []
         for row in probabilities.tolist():
             best = max(range(len(row)), key=row.__getitem__)
@@ -156,7 +158,7 @@ class Predictor:
             return_tensors="pt",
         )
         offsets = encoded.pop("offset_mapping")[0].tolist()
-        probabilities = self._logits(encoded)[0].float().softmax(dim=-1)
+        probabilities = self._logits(encoded)[0].float().softmax(dim=-1).cpu()
         words: list[tuple[int, int]] = []
         tags: list[str] = []
         scores: list[float] = []
@@ -183,7 +185,7 @@ class Predictor:
         return {"entities": entities}
 
     def _complete(self, prompt: str, max_new_tokens: int, temperature: float) -> dict[str, Any]:
-        encoded = self.tokenizer(prompt, return_tensors="pt")
+        encoded = self.tokenizer(prompt, return_tensors="pt").to(self.device)
         sampling = (
             {"do_sample": True, "temperature": temperature}
             if temperature > 0

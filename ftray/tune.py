@@ -187,7 +187,6 @@ def build_tuner(
 ) -> Any:
     from ray import tune as ray_tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search import BasicVariantGenerator
 
     experiment_uri = run_uri(spec, experiment)
     trainable = ray_tune.with_parameters(
@@ -216,12 +215,6 @@ def build_tuner(
         if settings.kind == "asha"
         else FIFOScheduler()
     )
-    if spec.tune.searcher == "optuna":
-        from ray.tune.search.optuna import OptunaSearch
-
-        searcher = OptunaSearch(seed=spec.tune.seed)
-    else:
-        searcher = BasicVariantGenerator(random_state=spec.tune.seed)
     return ray_tune.Tuner(
         trainable,
         param_space=ray_param_space(spec),
@@ -230,8 +223,7 @@ def build_tuner(
             mode=mode,
             num_samples=spec.tune.num_samples,
             scheduler=scheduler,
-            search_alg=searcher,
-            max_concurrent_trials=concurrency,
+            search_alg=make_searcher(spec, concurrency),
             # A stopped trial's actor must exit rather than wait to be reused: its exit takes the
             # trial's Train controller and workers with it, which is what stops the compute.
             reuse_actors=False,
@@ -244,6 +236,18 @@ def build_tuner(
             failure_config=ray_tune.FailureConfig(max_failures=spec.tune.max_failures),
         ),
     )
+
+
+def make_searcher(spec: JobSpec, concurrency: int) -> Any:
+    """The search algorithm, holding the concurrency limit itself: Tune silently ignores
+    `max_concurrent_trials` for a variant generator passed in."""
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+
+    if spec.tune.searcher == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        return ConcurrencyLimiter(OptunaSearch(seed=spec.tune.seed), max_concurrent=concurrency)
+    return BasicVariantGenerator(random_state=spec.tune.seed, max_concurrent=concurrency)
 
 
 def trial_row(result: Any, metric: str, mode: str) -> dict[str, Any]:

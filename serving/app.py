@@ -25,6 +25,8 @@ class ServeOptions(BaseModel):
     max_batch_size: int = Field(16, gt=0)  # 1 turns dynamic batching off
     batch_wait_ms: float = Field(5.0, ge=0)
     replicas: int = Field(1, gt=0)
+    num_cpus: float = Field(1.0, gt=0)  # per model replica; also its torch threads
+    num_gpus: float = Field(0.0, ge=0)  # per model replica; > 0 serves on the GPU
     # Autoscale model replicas from `replicas` up to this.
     max_replicas: int | None = Field(None, gt=0)
     token: str | None = None  # require "Authorization: Bearer <token>"
@@ -47,15 +49,17 @@ class ServeOptions(BaseModel):
 def build_app(args: dict[str, Any]) -> Any:
     """The application: a gateway in front of the model deployment."""
     options = ServeOptions.model_validate(args)
-    scaling: dict[str, Any] = {"num_replicas": options.replicas}
+    scaling: dict[str, Any] = {
+        "ray_actor_options": {"num_cpus": options.num_cpus, "num_gpus": options.num_gpus}
+    }
     if options.max_replicas:
-        scaling = {
-            "autoscaling_config": {
-                "min_replicas": options.replicas,
-                "max_replicas": options.max_replicas,
-                "target_ongoing_requests": 8,
-            }
+        scaling["autoscaling_config"] = {
+            "min_replicas": options.replicas,
+            "max_replicas": options.max_replicas,
+            "target_ongoing_requests": 8,
         }
+    else:
+        scaling["num_replicas"] = options.replicas
     models = ModelServer.options(**scaling).bind(
         options.registry, options.capacity, options.max_batch_size, options.batch_wait_ms / 1000
     )

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import torch
 from ray import serve
 
 from ftray.artefacts import PROMPT_PEFT_TYPES
@@ -42,7 +43,7 @@ class SharedBases:
         family = "prompt" if config.get("peft_type") in PROMPT_PEFT_TYPES else "lora"
         return (str(files.base_directory), files.task, tuple(files.labels), family)
 
-    def attach(self, files: ModelFiles, name: str) -> Any:
+    def attach(self, files: ModelFiles, name: str, device: torch.device) -> Any:
         from peft import PeftModel
 
         key = self.key(files)
@@ -52,7 +53,8 @@ class SharedBases:
         else:
             model = PeftModel.from_pretrained(
                 load_base(files), str(files.directory), adapter_name=name, is_trainable=False
-            ).eval()
+            )
+            model.eval().to(device)
             self.models[key] = model
         self.members[key].add(name)
         return model
@@ -96,6 +98,8 @@ class ModelServer:
         self.registry = Registry.open(registry_uri)
         self.bases = SharedBases()
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="ftray-model")
+        # A replica started with `num_gpus` sees its GPU here.
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
         async def load_version(ref: str) -> LoadedVersion:
             loop = asyncio.get_running_loop()
@@ -110,8 +114,9 @@ class ModelServer:
     def _load_version_now(self, ref: str) -> LoadedVersion:
         files = version_files(self.registry, ref)
         if files.kind not in ("adapter", "prompt"):
-            return LoadedVersion(ref, files, Predictor.from_files(files), None)
-        model = self.bases.attach(files, ref)
+            predictor = Predictor.from_files(files, self.device)
+            return LoadedVersion(ref, files, predictor, None)
+        model = self.bases.attach(files, ref, self.device)
         tokenizer = load_tokenizer(str(files.directory))
         predictor = Predictor(
             model, tokenizer, files.task, files.labels, adapter_logit_offset(files), adapter=ref
@@ -128,6 +133,8 @@ class ModelServer:
     async def stats(self) -> dict[str, Any]:
         """What this replica holds: each shared base with the versions that are its adapters."""
         return {
+            "device": str(self.device),
+            "torch_threads": torch.get_num_threads(),
             "shared_bases": [
                 {"base": key[0], "family": key[3], "versions": sorted(members)}
                 for key, members in self.bases.members.items()

@@ -7,7 +7,7 @@ from conftest import make_spec, sentiment_raw
 
 from ftray.errors import FtrayError
 from ftray.search_space import check_search_space, ray_param_space, trial_spec
-from ftray.tune import evaluations_per_trial, trial_row
+from ftray.tune import evaluations_per_trial, make_searcher, trial_row
 
 
 def spec_with(tmp_path, **tune):
@@ -129,6 +129,12 @@ def test_asha_max_t_counts_evaluations(tmp_path):
     spec.train.eval_steps = 10  # 1600 / 32 = 50 steps an epoch: 5 evaluations each
     spec.tune.search_space = {"train.learning_rate": {"loguniform": [1e-4, 1e-3]}}
     assert evaluations_per_trial(spec, train_examples=1600) == 15
+
+
+@pytest.mark.parametrize("searcher", ["random", "optuna"])
+def test_searchers_hold_the_concurrency_limit(tmp_path, searcher):
+    spec = spec_with(tmp_path, searcher=searcher, search_space={"strategy.r": {"choice": [2, 4]}})
+    assert make_searcher(spec, concurrency=2).max_concurrent == 2
 
 
 def result(metrics, error=None, config=None):

@@ -26,6 +26,20 @@ from ftray.cli.base import ADDRESS_OPTION, JSON_OPTION, cli, emit, stdout
     "--max-replicas", default=None, type=int, help="Autoscale model replicas up to this many."
 )
 @click.option(
+    "--num-cpus",
+    default=1.0,
+    show_default=True,
+    type=float,
+    help="CPUs (torch threads) per replica.",
+)
+@click.option(
+    "--num-gpus",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="GPUs per replica; > 0 uses CUDA.",
+)
+@click.option(
     "--capacity", default=4, show_default=True, type=int, help="Versions kept loaded per replica."
 )
 @click.option(

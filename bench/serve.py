@@ -1,0 +1,169 @@
+"""Serving overhead and dynamic batching, measured in one run on the same inputs.
+
+    python bench/serve.py [--requests 300] [--seconds 15] [--clients 16]
+
+A LoRA version of all-MiniLM-L6-v2 (sentiment head; speed does not depend on its values) is
+registered in a temporary local registry and served on 127.0.0.1 by `ftray.serve.serving`.
+
+- Latency: one client sends one-sentence `/v1/predict` requests over a kept-alive connection;
+  the baseline calls the same version's `Predictor` in this process with the replica's torch
+  thread count. Overhead = p50 served - p50 in-process (target <= 5 ms).
+- Throughput: `--clients` concurrent clients for `--seconds`, with dynamic batching
+  (max_batch_size 16) and without (max_batch_size 1). Ratio target >= 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from ftray.artefacts import register_output  # noqa: E402
+from ftray.inference import Predictor  # noqa: E402
+from ftray.models import load_task_model, load_tokenizer  # noqa: E402
+from ftray.runs import RESULT_FILE  # noqa: E402
+from ftray.runtime import ray_runtime  # noqa: E402
+from ftray.serve import serving  # noqa: E402
+from ftray.strategies import get_strategy  # noqa: E402
+from registry import Registry  # noqa: E402
+
+MODEL = "all-MiniLM-L6-v2"
+LABELS = ["negative", "positive"]
+SENTENCES = [
+    f"The {thing} was {quality}, and I would {verdict} it to a friend."
+    for thing in ("kettle", "novel", "sequel", "blender", "headset", "thriller")
+    for quality in ("superb", "dreadful", "fine", "a letdown")
+    for verdict in ("recommend", "never recommend")
+]
+
+
+def register_lora(root: Path, registry: Registry) -> str:
+    torch.manual_seed(0)
+    strategy = get_strategy("adapter")
+    model = strategy.apply(
+        load_task_model(MODEL, "sequence-classification", LABELS),
+        strategy.config_type(),
+        "sequence-classification",
+    )
+    out = root / "lora"
+    model.save_pretrained(out)
+    load_tokenizer(MODEL).save_pretrained(out)
+    spec = {"model": {"name": MODEL, "task": "sequence-classification"}}
+    result = {"task": "sequence-classification", "strategy": "adapter", "labels": LABELS}
+    (out / RESULT_FILE).write_text(json.dumps(result | {"spec": spec}))
+    return register_output(registry, out, "bench").ref
+
+
+class Client:
+    """One kept-alive HTTP connection, as a real client (or the openai SDK) would hold."""
+
+    def __init__(self, url: str) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        self.connection = http.client.HTTPConnection(host, int(port), timeout=60)
+
+    def predict(self, ref: str, text: str) -> dict:
+        body = json.dumps({"model": ref, "inputs": [text]})
+        self.connection.request("POST", "/v1/predict", body, {"Content-Type": "application/json"})
+        response = self.connection.getresponse()
+        payload = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{response.status}: {payload[:200]!r}")
+        return json.loads(payload)
+
+
+def percentiles(seconds: list[float]) -> tuple[float, float]:
+    ms = sorted(s * 1000 for s in seconds)
+    return statistics.median(ms), ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+
+
+def timed(call, texts: list[str]) -> list[float]:
+    for text in texts[:20]:  # warm-up
+        call(text)
+    times = []
+    for text in texts:
+        start = time.perf_counter()
+        call(text)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def throughput(url: str, ref: str, clients: int, seconds: float) -> float:
+    """Inputs answered per second by `clients` clients sending back-to-back requests."""
+    counts = [0] * clients
+    errors: list[BaseException] = []
+    deadline = time.perf_counter() + seconds
+
+    def loop(index: int) -> None:
+        client = Client(url)
+        try:
+            while time.perf_counter() < deadline:
+                client.predict(ref, SENTENCES[(index + counts[index]) % len(SENTENCES)])
+                counts[index] += 1
+        except BaseException as exc:  # reported after the run
+            errors.append(exc)
+
+    Client(url).predict(ref, SENTENCES[0])  # the version is loaded before the clock starts
+    start = time.perf_counter()
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise RuntimeError(f"{len(errors)} clients failed: {errors[0]}")
+    return sum(counts) / (time.perf_counter() - start)
+
+
+def replica_stats() -> dict:
+    from ray import serve
+
+    return serve.get_deployment_handle("models", app_name="ftray").stats.remote().result()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--clients", type=int, default=16)
+    args = parser.parse_args()
+    texts = [SENTENCES[i % len(SENTENCES)] for i in range(args.requests)]
+    with tempfile.TemporaryDirectory() as root:
+        registry = Registry.open(str(Path(root) / "registry"))
+        ref = register_lora(Path(root), registry)
+        options = {"registry": registry.uri, "port": 8130, "poll_interval_s": 0}
+        with ray_runtime():  # one Ray session for both applications
+            with serving([ref], max_batch_size=16, **options) as url:
+                client = Client(url)
+                served = timed(lambda text: client.predict(ref, text), texts)
+                threads = replica_stats()["torch_threads"]
+                batched = throughput(url, ref, args.clients, args.seconds)
+            with serving([ref], max_batch_size=1, **options) as url:
+                unbatched = throughput(url, ref, args.clients, args.seconds)
+        torch.set_num_threads(threads)
+        predictor = Predictor.from_registry(registry, ref)
+        local = timed(lambda text: predictor.predict([text]), texts)
+    served_p50, served_p99 = percentiles(served)
+    local_p50, local_p99 = percentiles(local)
+    print(f"model: {MODEL} + LoRA, one sentence per request, {threads} torch thread(s) each side")
+    print(f"latency p50 /v1/predict {served_p50:.1f} ms, in-process {local_p50:.1f} ms")
+    print(f"latency p99 /v1/predict {served_p99:.1f} ms, in-process {local_p99:.1f} ms")
+    print(f"overhead at p50: {served_p50 - local_p50:.1f} ms (target <= 5)")
+    print(
+        f"throughput with {args.clients} clients: batching {batched:.1f} inputs/s, "
+        f"max_batch_size=1 {unbatched:.1f} inputs/s, ratio {batched / unbatched:.2f} (target >= 2)"
+    )
+
+
+if __name__ == "__main__":
+    main()
