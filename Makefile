@@ -4,8 +4,8 @@
 setup:
 	scripts/setup.sh
 
-demo: setup  ## train the sentiment example on local Ray with the bundled MiniLM
-	.venv/bin/ftray train examples/sentiment/job.yaml
+demo: setup  ## train -> register -> serve -> ask, on local Ray with the bundled MiniLM
+	.venv/bin/python examples/pipeline.py
 
 test: setup  ## lint, then every test (the slow ones start real Ray, DeepSpeed and S3 servers)
 	.venv/bin/ruff check .

@@ -106,6 +106,7 @@ def train_worker(spec: JobSpec, session: Session) -> None:
         config=config,
     )
     add_l1_penalty(decay, train.l1, accumulation)
+    nodes = _worker_nodes(session.node)
 
     # --- Resume: weights, optimizer, schedule, position and early-stopping state.
     state = TrainState(
@@ -126,6 +127,7 @@ def train_worker(spec: JobSpec, session: Session) -> None:
             "steps_per_epoch": schedule.steps_per_epoch,
             "world_size": world,
             "resumed_from": state.resumed_from,
+            "worker_nodes": nodes,
             "startup_s": time.perf_counter() - started,
         }
     )
@@ -190,6 +192,7 @@ def train_worker(spec: JobSpec, session: Session) -> None:
                     best_step=state.stopper.best_step,
                     stopped_early=state.stopped_early,
                     resumed_from=state.resumed_from,
+                    worker_nodes=nodes,
                     trainable_params=trainable,
                     total_params=total,
                     # A copy: Ray may serialise a report after this worker has appended more.
@@ -314,6 +317,15 @@ def _history_row(state: TrainState, metrics: dict, metric: str) -> dict[str, Any
         if key in metrics:
             row[key] = metrics[key]
     return row
+
+
+def _worker_nodes(node: str) -> list[str]:
+    """Each rank's node, in rank order: where the workers really ran."""
+    if not dist.is_initialized():
+        return [node]
+    nodes: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(nodes, node)
+    return nodes
 
 
 def _agree(flag: bool) -> bool:

@@ -8,8 +8,10 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from ftray.errors import FtrayError
+from ftray.spec import JobSpec
 
 
 @contextmanager
@@ -86,3 +88,42 @@ def check_capacity(
             f"{what}.num_workers: {workers} GPU workers but the Ray cluster has "
             f"{capacity.get('GPU', 0):g} GPUs"
         )
+
+
+def check_storage_reachable(storage_path: str, shared_filesystem: bool) -> None:
+    """On a multi-node cluster, checkpoints must live where every node can read them: a worker
+    restarted on another node resumes from them, and the driver exports the best one."""
+    import ray
+
+    if "://" in storage_path or shared_filesystem:
+        return
+    nodes = sum(1 for node in ray.nodes() if node["Alive"])
+    if nodes > 1:
+        raise FtrayError(
+            f"checkpoint.storage_path: {storage_path} is a local directory but the Ray cluster "
+            f"has {nodes} nodes, whose workers could not share checkpoints there; use "
+            "s3://bucket/prefix, or set checkpoint.shared_filesystem: true if every node mounts it"
+        )
+
+
+def node_portable(spec: JobSpec) -> JobSpec:
+    """The spec as workers on any node can read it. A Ray job's working_dir (where `ftray submit`
+    puts the spec and its data) is unpacked on every node at its own path, and workers start in
+    their copy: paths inside the driver's copy travel relative to it. (Not via the driver's cwd:
+    Ray may delete and re-create its copy while the driver runs.)"""
+    import ray
+
+    working_dir = ray.get_runtime_context().runtime_env.get("working_dir")
+    if not working_dir:
+        return spec
+    # Ray Train moves workers into its own run directory unless told not to; they must stay in
+    # their copy of the working_dir for the relative paths to resolve.
+    os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"
+    package = Path(working_dir.split("://")[-1]).name.removesuffix(".zip")
+    spec = spec.model_copy(deep=True)
+    for section, field in (("data", "train"), ("data", "validation"), ("deepspeed", "config")):
+        parts = Path(getattr(getattr(spec, section), field) or "").parts
+        if package in parts:
+            inside = Path(*parts[parts.index(package) + 1 :])
+            setattr(getattr(spec, section), field, str(inside))
+    return spec

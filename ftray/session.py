@@ -20,6 +20,7 @@ class Session(Protocol):
     world_rank: int
     world_size: int
     local_rank: int
+    node: str  # the node this worker runs on (Ray node id, or host name)
 
     def restore(self) -> Any:
         """Context manager yielding the directory of the checkpoint to resume from, or None."""
@@ -35,12 +36,14 @@ class RaySession:
     """Inside a Ray Train worker; progress goes to a driver-side actor when one is given."""
 
     def __init__(self, progress_sink: Any = None) -> None:
+        import ray
         import ray.train
 
         context = ray.train.get_context()
         self.world_rank = context.get_world_rank()
         self.world_size = context.get_world_size()
         self.local_rank = context.get_local_rank()
+        self.node = ray.get_runtime_context().get_node_id()
         self._run = context.get_experiment_name()  # one sink can serve many runs (Tune trials)
         self._sink = progress_sink
 
@@ -82,6 +85,7 @@ class LocalSession:
         self.world_rank = int(os.environ.get("RANK", 0))
         self.world_size = int(os.environ.get("WORLD_SIZE", 1))
         self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        self.node = socket.gethostname()
         self.reports: list[dict[str, Any]] = []
         self._on_progress = on_progress
         if "MASTER_ADDR" not in os.environ:  # alone: a one-process group for DeepSpeed

@@ -103,6 +103,8 @@ class CheckpointSpec(Section):
     num_to_keep: int = Field(2, gt=0)
     max_failures: int = Field(1, ge=0)  # worker-group restarts from the last checkpoint
     output_dir: str | None = None  # default: <storage_path>/<run>/model (local storage only)
+    # A local storage_path on a multi-node cluster is refused unless every node mounts it.
+    shared_filesystem: bool = False
 
 
 class RegistrySpec(Section):
@@ -238,6 +240,13 @@ class JobSpec(Section):
 def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> JobSpec:
     """Read a YAML job spec, apply `a.b=c` overrides, validate, and resolve relative paths."""
     path = Path(path)
+    raw = read_raw_spec(path, overrides)
+    return spec_from_dict(raw, source=str(path), base_dir=path.resolve().parent)
+
+
+def read_raw_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """The YAML job spec as written, with the overrides applied; not yet validated."""
+    path = Path(path)
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -257,7 +266,7 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         raise FtrayError(f"{path}: a job spec is a mapping of sections, got {type(raw).__name__}")
     for override in overrides:
         apply_override(raw, override)
-    return spec_from_dict(raw, source=str(path), base_dir=path.resolve().parent)
+    return raw
 
 
 def spec_from_dict(

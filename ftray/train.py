@@ -22,7 +22,13 @@ from ftray.errors import FtrayError
 from ftray.plan import Plan, plan_job
 from ftray.progress import ProgressDisplay, make_sink
 from ftray.runs import RESULT_FILE, new_run_name, output_dir, resumable_run, run_uri
-from ftray.runtime import check_capacity, cluster_capacity, ray_runtime
+from ftray.runtime import (
+    check_capacity,
+    check_storage_reachable,
+    cluster_capacity,
+    node_portable,
+    ray_runtime,
+)
 from ftray.spec import JobSpec
 
 
@@ -45,7 +51,10 @@ def build_trainer(
     use_gpu = resolve_use_gpu(spec)
     return TorchTrainer(
         ray_train_worker,
-        train_loop_config={"spec": spec.model_dump(mode="json"), "progress_sink": progress_sink},
+        train_loop_config={
+            "spec": node_portable(spec).model_dump(mode="json"),
+            "progress_sink": progress_sink,
+        },
         scaling_config=ScalingConfig(
             num_workers=scaling.num_workers,
             use_gpu=use_gpu,
@@ -96,6 +105,7 @@ def train(
     with ray_runtime(address, verbose):
         use_gpu = resolve_use_gpu(spec)
         check_capacity(spec.scaling.num_workers, spec.scaling.cpus_per_worker, use_gpu)
+        check_storage_reachable(spec.checkpoint.storage_path, spec.checkpoint.shared_filesystem)
         sink = make_sink()
         trainer = build_trainer(spec, run, sink)
         launched = time.time()
@@ -218,6 +228,7 @@ def summarize(
         "epochs_run": final.get("epoch"),
         "stopped_early": final.get("stopped_early", False),
         "resumed_from": final.get("resumed_from"),
+        "worker_nodes": final.get("worker_nodes"),
         "trainable_params": plan.trainable_params,
         "total_params": plan.total_params,
         "trainable_pct": round(100 * plan.trainable_share, 4),

@@ -36,7 +36,13 @@ from ftray.runs import (
     resumable_run,
     run_uri,
 )
-from ftray.runtime import check_capacity, cluster_capacity, ray_runtime
+from ftray.runtime import (
+    check_capacity,
+    check_storage_reachable,
+    cluster_capacity,
+    node_portable,
+    ray_runtime,
+)
 from ftray.search_space import check_search_space, ray_param_space, trial_spec
 from ftray.spec import JobSpec
 from ftray.tasks import metric_mode
@@ -100,6 +106,7 @@ def tune(
             spec.scaling.cpus_per_worker,
             resolve_use_gpu(spec),
         )
+        check_storage_reachable(spec.checkpoint.storage_path, spec.checkpoint.shared_filesystem)
         concurrency = spec.tune.max_concurrent_trials or max(
             1, int(cluster_capacity().get("CPU", 1) // per_trial)
         )
@@ -191,7 +198,7 @@ def build_tuner(
     experiment_uri = run_uri(spec, experiment)
     trainable = ray_tune.with_parameters(
         run_trial,
-        spec_json=spec.model_dump(mode="json"),
+        spec_json=node_portable(spec).model_dump(mode="json"),
         experiment_uri=experiment_uri,
         progress_sink=sink,
     )

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# A multi-node Ray cluster on this machine (loopback), for developing and testing ftray's cluster
+# path: every node is a real raylet with its own resources; all ports bind to 127.0.0.1.
+#
+#   cluster/local.sh start [CPUS]        head + one worker node, CPUS each (default 1)
+#   cluster/local.sh add-worker [CPUS]   one more worker node (prints its raylet's pid)
+#   cluster/local.sh stop                stops this cluster's processes, and nothing else
+#
+# The head schedules work too. Submit with: ftray submit JOB.yaml --address http://127.0.0.1:8266
+set -euo pipefail
+
+DIR=${FTRAY_CLUSTER_DIR:-/tmp/ftray-cluster}
+GCS_PORT=${FTRAY_CLUSTER_PORT:-6390}
+DASHBOARD_PORT=${FTRAY_DASHBOARD_PORT:-8266}
+RAY=${RAY:-ray}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# Each node on one machine needs its own agent ports (the defaults are fixed numbers).
+node_ports() {
+  echo --dashboard-agent-listen-port="$(free_port)" --dashboard-agent-grpc-port="$(free_port)" \
+       --metrics-export-port="$(free_port)" --runtime-env-agent-port="$(free_port)"
+}
+
+add_worker() {
+  local cpus=${1:-1} before after
+  before=$(pgrep -f "raylet.*$DIR" | sort || true)
+  # shellcheck disable=SC2046
+  "$RAY" start --address="127.0.0.1:$GCS_PORT" --node-ip-address=127.0.0.1 --num-cpus="$cpus" \
+    $(node_ports) --disable-usage-stats >"$DIR/worker-$(date +%s%N).log" 2>&1
+  after=$(pgrep -f "raylet.*$DIR" | sort || true)
+  comm -13 <(echo "$before") <(echo "$after") | head -1
+}
+
+case "${1:-}" in
+  start)
+    mkdir -p "$DIR"
+    # shellcheck disable=SC2046
+    "$RAY" start --head --node-ip-address=127.0.0.1 --port="$GCS_PORT" --num-cpus="${2:-1}" \
+      --temp-dir="$DIR" --include-dashboard=true --dashboard-host=127.0.0.1 \
+      --dashboard-port="$DASHBOARD_PORT" $(node_ports) --disable-usage-stats >"$DIR/head.log" 2>&1
+    add_worker "${2:-1}" >/dev/null
+    echo "http://127.0.0.1:$DASHBOARD_PORT"
+    ;;
+  add-worker)
+    add_worker "${2:-1}"
+    ;;
+  stop)
+    # `ray stop` would stop every Ray on the machine; this cluster's processes name its directory.
+    pkill -TERM -f "$DIR" || true
+    for _ in $(seq 20); do pgrep -f "$DIR" >/dev/null || exit 0; sleep 0.5; done
+    pkill -KILL -f "$DIR" || true
+    ;;
+  *)
+    echo "usage: $0 start [CPUS] | add-worker [CPUS] | stop" >&2
+    exit 2
+    ;;
+esac
