@@ -13,6 +13,9 @@ DIR=${FTRAY_CLUSTER_DIR:-/tmp/ftray-cluster}
 GCS_PORT=${FTRAY_CLUSTER_PORT:-6390}
 DASHBOARD_PORT=${FTRAY_DASHBOARD_PORT:-8266}
 RAY=${RAY:-ray}
+# One auth mode for every node: `ray start --head` turns token auth on when ~/.ray/auth_token
+# exists (a local ray.init() creates one) but a joining node does not. Loopback only, so off.
+export RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 

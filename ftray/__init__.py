@@ -2,7 +2,7 @@
 
 The Python API under the `ftray` command:
 
-    from ftray import load_spec, train, tune, check_data
+    from ftray import load_spec, train, tune, compare, check_data
     result = train(load_spec("job.yaml", ["strategy.kind=adapter"]))
 """
 
@@ -14,7 +14,7 @@ from ftray.errors import FtrayError
 from ftray.spec import JobSpec, load_spec
 
 __version__ = "0.1.0"
-__all__ = ["FtrayError", "JobSpec", "check_data", "load_spec", "train", "tune"]
+__all__ = ["FtrayError", "JobSpec", "check_data", "compare", "load_spec", "train", "tune"]
 
 
 def __getattr__(name: str) -> Any:
@@ -31,4 +31,8 @@ def __getattr__(name: str) -> Any:
         from ftray.tune import tune
 
         return tune
+    if name == "compare":
+        from ftray.compare import compare
+
+        return compare
     raise AttributeError(f"module 'ftray' has no attribute {name!r}")

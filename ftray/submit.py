@@ -19,6 +19,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,7 @@ def submit(
             runtime_env["pip"] = list(pip)
         cli = ["python -m ftray.cli", *(["--verbose"] if verbose else [])]
         entrypoint = " ".join([*cli, command, SPEC_FILE, *args])
-        submission_id = f"ftray-{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        submission_id = f"ftray-{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         job_id = client.submit_job(
             entrypoint=entrypoint,
             runtime_env=runtime_env,
