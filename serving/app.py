@@ -23,7 +23,7 @@ class ServeOptions(BaseModel):
     registry: str | None = None  # default: $FTRAY_REGISTRY, ~/.ftray/registry
     capacity: int = Field(4, gt=0)  # versions kept loaded per model replica (LRU)
     max_batch_size: int = Field(16, gt=0)  # 1 turns dynamic batching off
-    batch_wait_ms: float = Field(5.0, ge=0)
+    batch_wait_ms: float = Field(1.0, ge=0)
     replicas: int = Field(1, gt=0)
     num_cpus: float = Field(1.0, gt=0)  # per model replica; also its torch threads
     num_gpus: float = Field(0.0, ge=0)  # per model replica; > 0 serves on the GPU
@@ -69,5 +69,10 @@ def build_app(args: dict[str, Any]) -> Any:
         "max_tokens": options.max_tokens,
     }
     return Gateway.bind(
-        models, options.refs, options.registry, options.token, options.poll_interval_s, limits
+        models,
+        options.refs,
+        options.registry,
+        options.token,
+        options.poll_interval_s,
+        limits,
     )

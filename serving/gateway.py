@@ -58,7 +58,9 @@ logger = logging.getLogger("ray.serve")
 api = FastAPI(title="ftray", docs_url=None, redoc_url=None)
 
 
-@serve.deployment(name="gateway", max_ongoing_requests=256)
+@serve.deployment(
+    name="gateway", max_ongoing_requests=256, logging_config={"enable_access_log": False}
+)
 @serve.ingress(api)
 class Gateway:
     def __init__(
@@ -77,6 +79,7 @@ class Gateway:
         self.registry = Registry.open(registry_uri)
         self.resolved = {ref: self.registry.resolve(ref).ref for ref in refs}
         self.tasks: dict[str, str] = {}  # name:version -> task, filled as versions are described
+        self.handles: dict[str, Any] = {}
         self._lock = threading.Lock()
         if poll_interval_s > 0:
             threading.Thread(target=self._poll, args=(poll_interval_s,), daemon=True).start()
@@ -112,9 +115,16 @@ class Gateway:
             code="model_not_found",
         )
 
+    def handle_for(self, version: str) -> Any:
+        """The model deployment's handle routing to replicas that hold `version` (one per
+        version, kept: making one per request costs more than the request)."""
+        if version not in self.handles:
+            self.handles[version] = self.models.options(multiplexed_model_id=version)
+        return self.handles[version]
+
     async def task_of(self, version: str) -> str:
         if version not in self.tasks:
-            info = await self.models.options(multiplexed_model_id=version).describe.remote(version)
+            info = await self.handle_for(version).describe.remote(version)
             self.tasks[version] = info["task"]
         return self.tasks[version]
 
@@ -122,9 +132,7 @@ class Gateway:
         self, version: str, inputs: list[str], options: dict[str, Any]
     ) -> list[dict[str, Any]]:
         try:
-            return await self.models.options(multiplexed_model_id=version).predict.remote(
-                version, inputs, options
-            )
+            return await self.handle_for(version).predict.remote(version, inputs, options)
         except Exception as exc:  # the model could not answer: not the client's fault
             message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             raise ApiError(

@@ -24,6 +24,7 @@ from ray import serve
 from ftray.artefacts import PROMPT_PEFT_TYPES
 from ftray.inference import ModelFiles, Predictor, adapter_logit_offset, load_base, version_files
 from ftray.models import load_tokenizer, quiet_transformers
+from serving.batching import answer_grouped
 
 
 class SharedBases:
@@ -83,14 +84,16 @@ class LoadedVersion:
             release()
 
 
-@serve.deployment(name="models", max_ongoing_requests=64)
+@serve.deployment(
+    name="models", max_ongoing_requests=64, logging_config={"enable_access_log": False}
+)
 class ModelServer:
     def __init__(
         self,
         registry_uri: str | None,
         capacity: int = 4,
         max_batch_size: int = 16,
-        batch_wait_s: float = 0.005,
+        batch_wait_s: float = 0.001,
     ) -> None:
         from registry import Registry
 
@@ -108,6 +111,7 @@ class ModelServer:
         # Wrapped here rather than decorated on the class so `capacity` can come from the command
         # line; Serve keys its LRU cache and its routing on the multiplexed model id.
         self.version = serve.multiplexed(max_num_models_per_replica=capacity)(load_version)
+        self.batches = self.batched_inputs = 0  # inputs per forward pass = their ratio
         self.batched.set_max_batch_size(max_batch_size)
         self.batched.set_batch_wait_timeout_s(batch_wait_s)
 
@@ -135,6 +139,8 @@ class ModelServer:
         return {
             "device": str(self.device),
             "torch_threads": torch.get_num_threads(),
+            "batches": self.batches,
+            "batched_inputs": self.batched_inputs,
             "shared_bases": [
                 {"base": key[0], "family": key[3], "versions": sorted(members)}
                 for key, members in self.bases.members.items()
@@ -158,31 +164,17 @@ class ModelServer:
             raise result
         return result
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.001)
     async def batched(
         self, refs: list[str], inputs: list[list[str]], options: list[dict[str, Any]]
     ) -> list:
-        """A batch of requests, run one forward per (version, options) group; a group that
-        fails fails only its own requests."""
-        results: list[Any] = [None] * len(refs)
-        groups: dict[tuple[str, str], list[int]] = defaultdict(list)
-        for index, (ref, option) in enumerate(zip(refs, options, strict=True)):
-            groups[(ref, json.dumps(option, sort_keys=True))].append(index)
-        loop = asyncio.get_running_loop()
-        for (ref, _), members in groups.items():
-            try:
-                version = await self.version(ref)
-                flat = [text for index in members for text in inputs[index]]
-                option = options[members[0]]
-                answers = await loop.run_in_executor(
-                    self.executor, lambda v=version, f=flat, o=option: v.predictor.predict(f, **o)
-                )
-            except Exception as exc:  # reported to the requests of this group
-                for index in members:
-                    results[index] = exc
-                continue
-            start = 0
-            for index in members:
-                results[index] = answers[start : start + len(inputs[index])]
-                start += len(inputs[index])
-        return results
+        """A batch of requests (from every gateway replica), one forward per version."""
+        self.batches += 1
+        self.batched_inputs += sum(map(len, inputs))
+        return await answer_grouped(refs, inputs, options, self._forward)
+
+    async def _forward(self, ref: str, inputs: list[str], options: dict[str, Any]) -> list:
+        version = await self.version(ref)
+        return await asyncio.get_running_loop().run_in_executor(
+            self.executor, lambda: version.predictor.predict(inputs, **options)
+        )

@@ -132,6 +132,19 @@ def test_stop_stops_a_running_job(cluster, tmp_path, tiny_bert):
     assert jobs.wait(cluster["address"], job_id, timeout=120)["status"] == "STOPPED"
 
 
+def test_local_storage_is_refused_on_a_multi_node_cluster(cluster, tmp_path, tiny_bert):
+    job = job_file(tmp_path, tiny_bert, "local-storage")
+    raw = json.loads(job.read_text())
+    raw["checkpoint"]["storage_path"] = str(tmp_path / "runs")
+    job.write_text(json.dumps(raw))
+    job_id = jobs.submit(job, cluster["address"], env=AWS_ENV)["job_id"]
+    assert jobs.wait(cluster["address"], job_id, timeout=120)["status"] == "FAILED"
+    assert "is a local directory but the Ray cluster has 2 nodes" in jobs.logs(
+        cluster["address"], job_id
+    )
+    assert not (tmp_path / "runs").exists()  # refused before any worker started
+
+
 def raylets(directory: str) -> list[psutil.Process]:
     found = []
     for process in psutil.process_iter(["name", "cmdline"]):

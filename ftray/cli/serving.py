@@ -45,7 +45,7 @@ from ftray.cli.base import ADDRESS_OPTION, JSON_OPTION, cli, emit, stdout
 @click.option(
     "--max-batch-size", default=16, show_default=True, type=int, help="1 turns batching off."
 )
-@click.option("--batch-wait-ms", default=5.0, show_default=True, type=float)
+@click.option("--batch-wait-ms", default=1.0, show_default=True, type=float)
 @click.option(
     "--poll-interval",
     "poll_interval_s",
