@@ -17,22 +17,22 @@ __version__ = "0.1.0"
 __all__ = ["FtrayError", "JobSpec", "check_data", "compare", "load_spec", "train", "tune"]
 
 
+_ENTRY_POINTS = {
+    "train": "ftray.train",
+    "tune": "ftray.tune",
+    "compare": "ftray.compare",
+    "check_data": "ftray.datacheck",
+}
+
+
 def __getattr__(name: str) -> Any:
     # Heavy entry points (torch, Ray) load on first use, so `import ftray` stays cheap.
-    if name == "train":
-        from ftray.train import train
+    if name not in _ENTRY_POINTS:
+        raise AttributeError(f"module 'ftray' has no attribute {name!r}")
+    import importlib
 
-        return train
-    if name == "check_data":
-        from ftray.datacheck import check_data
-
-        return check_data
-    if name == "tune":
-        from ftray.tune import tune
-
-        return tune
-    if name == "compare":
-        from ftray.compare import compare
-
-        return compare
-    raise AttributeError(f"module 'ftray' has no attribute {name!r}")
+    function = getattr(importlib.import_module(_ENTRY_POINTS[name]), name)
+    # Importing `ftray.train` binds the submodule to `ftray.train`; the function must win, or
+    # `from ftray import train` would hand out the module.
+    globals()[name] = function
+    return function

@@ -120,3 +120,13 @@ def test_missing_spec_file_and_bad_override(tmp_path):
         load_spec(write(tmp_path, "data: {train: t}\n"), ["train.epochs"])
     with pytest.raises(FtrayError, match="unknown field 'train.epoch'"):
         load_spec(write(tmp_path, "data: {train: t}\n"), ["train.epoch=3"])
+
+
+def test_the_package_exports_functions_not_their_modules():
+    import ftray
+
+    for name in ("train", "tune", "compare", "check_data"):
+        assert callable(getattr(ftray, name)), name
+    from ftray import train
+
+    assert callable(train)
