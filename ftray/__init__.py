@@ -8,6 +8,8 @@ The Python API under the `ftray` command:
 
 from __future__ import annotations
 
+import sys
+from types import ModuleType
 from typing import Any
 
 from ftray.errors import FtrayError
@@ -25,6 +27,20 @@ _ENTRY_POINTS = {
 }
 
 
+class _Package(ModuleType):
+    """Importing a submodule binds it to the package attribute of the same name, so importing
+    `ftray.train` anywhere would turn `from ftray import train` into the module. For the entry
+    points that binding is dropped; the function is what the name means."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _ENTRY_POINTS and isinstance(value, ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
 def __getattr__(name: str) -> Any:
     # Heavy entry points (torch, Ray) load on first use, so `import ftray` stays cheap.
     if name not in _ENTRY_POINTS:
@@ -32,7 +48,5 @@ def __getattr__(name: str) -> Any:
     import importlib
 
     function = getattr(importlib.import_module(_ENTRY_POINTS[name]), name)
-    # Importing `ftray.train` binds the submodule to `ftray.train`; the function must win, or
-    # `from ftray import train` would hand out the module.
-    globals()[name] = function
+    globals()[name] = function  # looked up once
     return function
