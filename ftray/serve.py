@@ -7,8 +7,8 @@ registry before anything starts.
 
 from __future__ import annotations
 
-import contextlib
 import json
+import signal
 import threading
 import time
 import urllib.error
@@ -58,11 +58,21 @@ def serving(
 
 
 def serve_forever(refs: list[str], on_ready: Any = None, **kwargs: Any) -> None:
-    with serving(refs, **kwargs) as url:
-        if on_ready:
-            on_ready(url)
-        with contextlib.suppress(KeyboardInterrupt):
-            threading.Event().wait()
+    """Serve until SIGINT or SIGTERM, then shut down cleanly. The signals set an event rather
+    than raise, so one arriving while Serve starts or shuts down cannot cut that short."""
+    stop = threading.Event()
+    previous = {
+        signum: signal.signal(signum, lambda *_: stop.set())
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        with serving(refs, **kwargs) as url:
+            if on_ready:
+                on_ready(url)
+            stop.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def wait_until_healthy(url: str, timeout: float = READY_TIMEOUT_S) -> None:
