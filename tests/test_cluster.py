@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -33,6 +34,8 @@ def cluster(s3_endpoint):
         "FTRAY_CLUSTER_PORT": "6391",
         "FTRAY_DASHBOARD_PORT": "8267",
         "RAY": str(ROOT / ".venv/bin/ray") if (ROOT / ".venv/bin/ray").exists() else "ray",
+        # Jobs run `python -m ftray.cli`: the cluster's `python` must be this environment's.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
     for name in AWS_ENV:  # the cluster must get S3 credentials from the job, not inherit them
         env.pop(name, None)
