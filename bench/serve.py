@@ -5,11 +5,12 @@
 A LoRA version of all-MiniLM-L6-v2 (sentiment head; speed does not depend on its values) is
 registered in a temporary local registry and served on 127.0.0.1 by `ftray.serve.serving`.
 
-- Latency: one client sends one-sentence `/v1/predict` requests over a kept-alive connection;
-  the baseline calls the same version's `Predictor` in this process with the replica's torch
-  thread count. Overhead = p50 served - p50 in-process (target <= 5 ms).
-- Throughput: `--clients` concurrent clients for `--seconds`, with dynamic batching
-  (max_batch_size 16) and without (max_batch_size 1), for one-sentence requests and for
+- Latency: one client sends one-sentence `/v1/predict` requests over a kept-alive connection,
+  to Serve's proxy (the URL that spreads requests over replicas) and straight to the replica
+  (Serve's direct ingress); the baseline calls the same version's `Predictor` in this process
+  with the replica's torch thread count. Overhead = p50 served - p50 in-process (target <= 5 ms).
+- Throughput: `--clients` concurrent clients for `--seconds`, through each path, with dynamic
+  batching (max_batch_size 16) and without (max_batch_size 1), for one-sentence requests and for
   five-sentence reviews. Ratio target >= 2; inputs per forward pass are printed.
 """
 
@@ -36,7 +37,7 @@ from ftray.inference import Predictor  # noqa: E402
 from ftray.models import load_task_model, load_tokenizer  # noqa: E402
 from ftray.runs import RESULT_FILE  # noqa: E402
 from ftray.runtime import ray_runtime  # noqa: E402
-from ftray.serve import serving  # noqa: E402
+from ftray.serve import replica_urls, serving  # noqa: E402
 from ftray.strategies import get_strategy  # noqa: E402
 from registry import Registry  # noqa: E402
 
@@ -132,7 +133,7 @@ def throughput(url: str, ref: str, texts: list[str], clients: int, seconds: floa
 def replica_stats() -> dict:
     from ray import serve
 
-    return serve.get_deployment_handle("models", app_name="ftray").stats.remote().result()
+    return serve.get_deployment_handle("endpoint", app_name="ftray").stats.remote().result()
 
 
 def under_load(url: str, ref: str, texts: list[str], args: argparse.Namespace) -> dict:
@@ -156,7 +157,7 @@ def main() -> None:
     args = parser.parse_args()
     texts = [SENTENCES[i % len(SENTENCES)] for i in range(args.requests)]
     inputs = {"sentence": SENTENCES, "paragraph": PARAGRAPHS}
-    runs: dict[tuple[str, int], dict] = {}
+    runs: dict[tuple[str, str, int], dict] = {}
     with tempfile.TemporaryDirectory() as root:
         registry = Registry.open(str(Path(root) / "registry"))
         ref = register_lora(Path(root), registry)
@@ -169,28 +170,34 @@ def main() -> None:
         with ray_runtime():  # one Ray session for both applications
             for size in (16, 1):
                 with serving([ref], max_batch_size=size, **options) as url:
+                    urls = {"proxy": url, "direct": replica_urls()[0]}
                     if size == 16:
-                        served = timed(partial(Client(url).predict, ref), texts)
+                        served = {
+                            path: timed(partial(Client(address).predict, ref), texts)
+                            for path, address in urls.items()
+                        }
                         threads = replica_stats()["torch_threads"]
-                    for kind, samples in inputs.items():
-                        runs[kind, size] = under_load(url, ref, samples, args)
+                    for path, address in urls.items():
+                        for kind, samples in inputs.items():
+                            runs[path, kind, size] = under_load(address, ref, samples, args)
         torch.set_num_threads(threads)
         predictor = Predictor.from_registry(registry, ref)
         local = timed(lambda text: predictor.predict([text]), texts)
-    served_p50, served_p99 = percentiles(served)
     local_p50, local_p99 = percentiles(local)
     print(f"model: {MODEL} + LoRA, {threads} torch thread(s) in the replica and in-process")
-    print(
-        f"latency, one sentence: p50 /v1/predict {served_p50:.1f} ms, in-process {local_p50:.1f} ms"
-    )
-    print(
-        f"latency, one sentence: p99 /v1/predict {served_p99:.1f} ms, in-process {local_p99:.1f} ms"
-    )
-    print(f"overhead at p50: {served_p50 - local_p50:.1f} ms (target <= 5)")
-    for kind in inputs:
-        batched, single = runs[kind, 16], runs[kind, 1]
+    print(f"latency, one sentence, in-process: p50 {local_p50:.1f} ms, p99 {local_p99:.1f} ms")
+    for path, times in served.items():
+        p50, p99 = percentiles(times)
         print(
-            f"throughput, {args.clients} clients, one {kind} per request: batching "
+            f"latency, one sentence, /v1/predict via {path}: p50 {p50:.1f} ms, p99 {p99:.1f} ms,"
+            f" overhead at p50 {p50 - local_p50:.1f} ms (target <= 5)"
+        )
+    for path, kind, size in runs:
+        if size == 1:
+            continue
+        batched, single = runs[path, kind, 16], runs[path, kind, 1]
+        print(
+            f"throughput via {path}, {args.clients} clients, one {kind} per request: batching "
             f"{batched['rate']:.1f} inputs/s ({batched['batch']:.1f} inputs a forward), "
             f"max_batch_size=1 {single['rate']:.1f} inputs/s, "
             f"ratio {batched['rate'] / single['rate']:.2f} (target >= 2)"

@@ -122,8 +122,8 @@ class Predictor:
     def predict(
         self, inputs: list[str], max_new_tokens: int = MAX_NEW_TOKENS, temperature: float = 0.0
     ) -> list[dict[str, Any]]:
-        if self.adapter is not None:
-            self.model.set_adapter(self.adapter)
+        if self.adapter is not None and self.model.active_adapter != self.adapter:
+            self.model.set_adapter(self.adapter)  # ~0.5 ms on MiniLM: only when it changes
         if self.task == "sequence-classification":
             return self._classify(inputs)
         if self.task == "token-classification":

@@ -31,6 +31,17 @@ def ray_runtime(address: str | None = None, verbose: bool = False) -> Iterator[N
             yield
 
 
+# Serve's faster request path, for the Ray ftray starts (a cluster's is its operator's choice):
+# the proxy talks to replicas over gRPC, and each replica also answers HTTP on a port of its own
+# (direct ingress; `ftray.serve.replica_urls`), skipping the proxy's hop and its second round trip
+# for the request body. Draining a replica's port on shutdown takes 1 s instead of Serve's 30.
+SERVE_FAST_PATH = {
+    "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
+    "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+}
+
+
 @contextmanager
 def _ray_session(address: str | None, verbose: bool) -> Iterator[None]:
     import ray
@@ -56,6 +67,8 @@ def _ray_session(address: str | None, verbose: bool) -> Iterator[None]:
         options.update(
             include_dashboard=True, dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1"
         )
+        for name, value in SERVE_FAST_PATH.items():
+            os.environ.setdefault(name, value)
     try:
         ray.init(**options)
     except (ConnectionError, RuntimeError, ValueError) as exc:

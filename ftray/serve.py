@@ -57,6 +57,27 @@ def serving(
             serve.shutdown()
 
 
+def replica_urls(host: str = "127.0.0.1") -> list[str]:
+    """The URLs at which the application's replicas answer HTTP themselves, without the proxy's
+    hop, when Serve runs with direct ingress (`ftray.runtime.SERVE_FAST_PATH`; the Ray ftray
+    starts does); empty otherwise. Each replica answers only for itself: the proxy's URL is the
+    one that spreads requests over replicas."""
+    import ray
+    from ray.serve.context import _get_global_client
+
+    # Serve's public status omits replica ports; its controller lists them as target groups.
+    controller = _get_global_client()._controller
+    groups = ray.get(controller.get_target_groups.remote(APP_NAME))
+    local = host in ("127.0.0.1", "localhost")
+    return [
+        f"http://{host if local else target.ip}:{target.port}"
+        for group in groups
+        if group.app_name == APP_NAME and group.protocol == "HTTP"
+        for target in group.targets
+        if target.name.startswith("SERVE_REPLICA::")
+    ]
+
+
 def serve_forever(refs: list[str], on_ready: Any = None, **kwargs: Any) -> None:
     """Serve until SIGINT or SIGTERM, then shut down cleanly. The signals set an event rather
     than raise, so one arriving while Serve starts or shuts down cannot cut that short."""

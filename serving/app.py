@@ -11,8 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from serving.gateway import Gateway
-from serving.models import ModelServer
+from serving.endpoint import Endpoint
 
 
 class ServeOptions(BaseModel):
@@ -21,13 +20,13 @@ class ServeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     refs: list[str] = Field(min_length=1)  # NAME:VERSION or NAME@ALIAS
     registry: str | None = None  # default: $FTRAY_REGISTRY, ~/.ftray/registry
-    capacity: int = Field(4, gt=0)  # versions kept loaded per model replica (LRU)
+    capacity: int = Field(4, gt=0)  # versions kept loaded per replica (LRU)
     max_batch_size: int = Field(16, gt=0)  # 1 turns dynamic batching off
     batch_wait_ms: float = Field(1.0, ge=0)
     replicas: int = Field(1, gt=0)
-    num_cpus: float = Field(1.0, gt=0)  # per model replica; also its torch threads
-    num_gpus: float = Field(0.0, ge=0)  # per model replica; > 0 serves on the GPU
-    # Autoscale model replicas from `replicas` up to this.
+    num_cpus: float = Field(1.0, gt=0)  # per replica; also its torch threads
+    num_gpus: float = Field(0.0, ge=0)  # per replica; > 0 serves on the GPU
+    # Autoscale replicas from `replicas` up to this.
     max_replicas: int | None = Field(None, gt=0)
     token: str | None = None  # require "Authorization: Bearer <token>"
     # Alias polling; 0 turns it off (POST /v1/reload still works).
@@ -47,7 +46,7 @@ class ServeOptions(BaseModel):
 
 
 def build_app(args: dict[str, Any]) -> Any:
-    """The application: a gateway in front of the model deployment."""
+    """The application: one deployment whose replicas answer HTTP with the models they hold."""
     options = ServeOptions.model_validate(args)
     scaling: dict[str, Any] = {
         "ray_actor_options": {"num_cpus": options.num_cpus, "num_gpus": options.num_gpus}
@@ -60,19 +59,16 @@ def build_app(args: dict[str, Any]) -> Any:
         }
     else:
         scaling["num_replicas"] = options.replicas
-    models = ModelServer.options(**scaling).bind(
-        options.registry, options.capacity, options.max_batch_size, options.batch_wait_ms / 1000
-    )
     limits = {
         "max_inputs": options.max_inputs,
         "max_chars": options.max_chars,
         "max_tokens": options.max_tokens,
     }
-    return Gateway.bind(
-        models,
-        options.refs,
-        options.registry,
-        options.token,
-        options.poll_interval_s,
-        limits,
+    models = {
+        "capacity": options.capacity,
+        "max_batch_size": options.max_batch_size,
+        "batch_wait_s": options.batch_wait_ms / 1000,
+    }
+    return Endpoint.options(**scaling).bind(
+        options.refs, options.registry, options.token, options.poll_interval_s, limits, models
     )

@@ -1,4 +1,4 @@
-"""The model deployment: registry versions loaded on demand, several per replica.
+"""A replica's models: registry versions loaded on demand, several per replica.
 
 - Versions are Serve multiplexed models (LRU, `capacity` per replica), keyed by their immutable
   `name:version`, so an alias move loads the new version beside the old one and requests in
@@ -85,21 +85,19 @@ class LoadedVersion:
             release()
 
 
-@serve.deployment(
-    name="models", max_ongoing_requests=64, logging_config={"enable_access_log": False}
-)
-class ModelServer:
+class Models:
+    """The versions one replica holds, and the batched forward passes that answer with them.
+    Made inside the replica: multiplexing and batching are the replica's."""
+
     def __init__(
         self,
-        registry_uri: str | None,
+        registry: Any,
         capacity: int = 4,
         max_batch_size: int = 16,
         batch_wait_s: float = 0.001,
     ) -> None:
-        from registry import Registry
-
         quiet_transformers()
-        self.registry = Registry.open(registry_uri)
+        self.registry = registry
         self.bases = SharedBases()
         # A replica started with `num_gpus` sees its GPU here.
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -126,9 +124,6 @@ class ModelServer:
         )
 
         return LoadedVersion(ref, files, predictor, lambda: self.bases.detach(files, ref))
-
-    async def ping(self) -> str:
-        return "ok"
 
     async def stats(self) -> dict[str, Any]:
         """What this replica holds: each shared base with the versions that are its adapters."""
@@ -164,7 +159,7 @@ class ModelServer:
     async def batched(
         self, refs: list[str], inputs: list[list[str]], options: list[dict[str, Any]]
     ) -> list:
-        """A batch of requests (from every gateway replica), one forward per version."""
+        """A batch of requests, one forward per version."""
         self.batches += 1
         self.batched_inputs += sum(map(len, inputs))
         return await answer_grouped(refs, inputs, options, self._forward)

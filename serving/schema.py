@@ -50,7 +50,7 @@ class ChatCompletionRequest(BaseModel):
 
 
 class ApiError(Exception):
-    """Turned into a JSON error response with this status by the gateway."""
+    """Turned into a JSON error response with this status by the endpoint."""
 
     def __init__(
         self,

@@ -21,7 +21,7 @@ from ftray.errors import FtrayError
 from ftray.inference import Predictor
 from ftray.models import load_task_model, load_tokenizer
 from ftray.runs import RESULT_FILE
-from ftray.serve import call, predict, serving, wait_until_healthy
+from ftray.serve import call, predict, replica_urls, serving, wait_until_healthy
 from registry import BlobCache, Registry
 from registry.local_store import LocalStore
 
@@ -111,9 +111,19 @@ def test_two_adapter_versions_share_one_base_in_one_replica(endpoint):
             )
         answers[version] = result["outputs"]
     assert answers["clf:1"] != answers["clf:2"]
-    stats = serve.get_deployment_handle("models", app_name="ftray").stats.remote().result()
+    stats = serve.get_deployment_handle("endpoint", app_name="ftray").stats.remote().result()
     [shared] = stats["shared_bases"]
     assert shared["versions"] == ["clf:1", "clf:2"] and shared["family"] == "lora"
+
+
+def test_the_replica_answers_directly_as_the_proxy_does(endpoint):
+    """Direct ingress: the replica's own port skips the proxy, with the same API and auth."""
+    [direct] = replica_urls()
+    assert direct != endpoint["url"]
+    via_proxy = predict(endpoint["url"], "clf:2", TEXTS, token=TOKEN)
+    assert predict(direct, "clf:2", TEXTS, token=TOKEN) == via_proxy
+    status, body = post(direct, "/v1/predict", {"model": "clf:2", "inputs": TEXTS}, token=None)
+    assert status == 401 and body["error"]["type"] == "authentication_error"
 
 
 def test_ner_answers_with_character_spans(endpoint):
@@ -155,7 +165,7 @@ def test_an_alias_move_under_traffic_fails_no_request(endpoint):
     for thread in clients:
         thread.start()
     time.sleep(2)
-    registry.set_alias("clf", "prod", 2)  # picked up by the gateway's poll, no restart
+    registry.set_alias("clf", "prod", 2)  # picked up by the replica's poll, no restart
     deadline = time.time() + 30
     while time.time() < deadline and (not seen or seen[-1] != "clf:2"):
         time.sleep(0.2)

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from ray.serve.schema import ServeDeploySchema
 
 from serving.app import ServeOptions, build_app
-from serving.gateway import chat_prompt, usage
+from serving.endpoint import chat_prompt, usage
 from serving.schema import ApiError, Limits, PredictRequest, check_sizes
 
 
@@ -39,11 +39,10 @@ def test_bad_options_are_rejected_by_name(args, field):
         ServeOptions.model_validate(args)
 
 
-def test_build_app_autoscales_the_model_deployment_when_asked():
-    app = build_app({"refs": ["a:1"], "replicas": 1, "max_replicas": 3})
-    models = app._bound_deployment.init_args[0]._bound_deployment  # the gateway's first argument
-    assert models.name == "models"
-    assert models._deployment_config.autoscaling_config.max_replicas == 3
+def test_build_app_autoscales_the_deployment_when_asked():
+    deployment = build_app({"refs": ["a:1"], "replicas": 1, "max_replicas": 3})._bound_deployment
+    assert deployment.name == "endpoint"
+    assert deployment._deployment_config.autoscaling_config.max_replicas == 3
 
 
 def test_size_limits_answer_413_naming_the_limit():

@@ -62,10 +62,13 @@ from ftray.cli.base import ADDRESS_OPTION, JSON_OPTION, cli, emit, stdout
 @click.pass_context
 def serve(ctx: click.Context, refs: tuple[str, ...], address: str | None, **options: Any) -> None:
     """Serve registry versions REFS (NAME:VERSION or NAME@ALIAS) over HTTP until interrupted."""
-    from ftray.serve import serve_forever
+    from ftray.serve import replica_urls, serve_forever
 
     def ready(url: str) -> None:
         click.echo(f"serving {', '.join(refs)} at {url} (Ctrl-C stops)", err=True)
+        direct = replica_urls(options["host"])
+        if direct:
+            click.echo(f"replicas answering directly: {', '.join(direct)}", err=True)
 
     serve_forever(
         list(refs), on_ready=ready, address=address, verbose=ctx.obj["verbose"], **options

@@ -1,6 +1,7 @@
-"""The HTTP ingress: checks requests, resolves references, routes to the model deployment.
+"""The Serve deployment: HTTP requests checked, references resolved, answered by the replica's
+models.
 
-    GET  /healthz                     200 when the model deployment answers
+    GET  /healthz                     200 when the replica answers
     GET  /v1/models                   served references and the versions they resolve to
     POST /v1/predict                  {"model": REF, "inputs": [...]}
     POST /v1/completions              OpenAI-compatible, causal-LM models
@@ -8,9 +9,14 @@
     POST /v1/reload                   resolve aliases now (they are also polled)
 
 Aliases are resolved to immutable `name:version` references here, polled every
-`poll_interval_s`; a request is routed with the version it resolved to, so an alias move switches
+`poll_interval_s`; a request is answered by the version it resolved to, so an alias move switches
 new requests without a restart while requests in flight finish on the old version. Every
 response names the version that answered.
+
+One deployment, so a request costs one Serve hop (proxy -> replica): a separate gateway
+deployment in front of the models cost a second hop, ~5 ms on two cores. With several replicas
+the proxy sends a request carrying a `serve_multiplexed_model_id: NAME:VERSION` header to a
+replica that holds that version.
 """
 
 # No `from __future__ import annotations`: FastAPI must see `Request` as a class, not a string,
@@ -27,6 +33,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from ray import serve
 
+from serving.models import Models
 from serving.schema import (
     ApiError,
     ChatCompletionRequest,
@@ -59,27 +66,27 @@ api = FastAPI(title="ftray", docs_url=None, redoc_url=None)
 
 
 @serve.deployment(
-    name="gateway", max_ongoing_requests=256, logging_config={"enable_access_log": False}
+    name="endpoint", max_ongoing_requests=128, logging_config={"enable_access_log": False}
 )
 @serve.ingress(api)
-class Gateway:
+class Endpoint:
     def __init__(
         self,
-        models: Any,
         refs: list[str],
         registry_uri: str | None,
         token: str | None = None,
         poll_interval_s: float = 10.0,
         limits: dict[str, int] | None = None,
+        models: dict[str, Any] | None = None,
     ) -> None:
         from registry import Registry
 
-        self.models, self.token = models, token
+        self.token = token
         self.limits = Limits(**(limits or {}))
         self.registry = Registry.open(registry_uri)
+        self.models = Models(self.registry, **(models or {}))
         self.resolved = {ref: self.registry.resolve(ref).ref for ref in refs}
         self.tasks: dict[str, str] = {}  # name:version -> task, filled as versions are described
-        self.handles: dict[str, Any] = {}
         self._lock = threading.Lock()
         if poll_interval_s > 0:
             threading.Thread(target=self._poll, args=(poll_interval_s,), daemon=True).start()
@@ -115,24 +122,16 @@ class Gateway:
             code="model_not_found",
         )
 
-    def handle_for(self, version: str) -> Any:
-        """The model deployment's handle routing to replicas that hold `version` (one per
-        version, kept: making one per request costs more than the request)."""
-        if version not in self.handles:
-            self.handles[version] = self.models.options(multiplexed_model_id=version)
-        return self.handles[version]
-
     async def task_of(self, version: str) -> str:
         if version not in self.tasks:
-            info = await self.handle_for(version).describe.remote(version)
-            self.tasks[version] = info["task"]
+            self.tasks[version] = (await self.models.describe(version))["task"]
         return self.tasks[version]
 
     async def run(
         self, version: str, inputs: list[str], options: dict[str, Any]
     ) -> list[dict[str, Any]]:
         try:
-            return await self.handle_for(version).predict.remote(version, inputs, options)
+            return await self.models.predict(version, inputs, options)
         except Exception as exc:  # the model could not answer: not the client's fault
             message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             raise ApiError(
@@ -166,17 +165,17 @@ class Gateway:
             return JSONResponse(error.body(), status_code=error.status)
         except Exception:  # a bug of ours: logged, answered as JSON, the replica lives on
             logger.exception("request failed")
-            error = ApiError(500, "internal error; see the gateway's log", kind="server_error")
+            error = ApiError(500, "internal error; see the replica's log", kind="server_error")
             return JSONResponse(error.body(), status_code=error.status)
+
+    async def stats(self) -> dict[str, Any]:
+        """For handles (tests, benchmarks): what the replica's models hold and how they batch."""
+        return await self.models.stats()
 
     # ---- endpoints
 
     @api.get("/healthz")
     async def healthz(self) -> JSONResponse:
-        try:
-            await self.models.ping.remote()
-        except Exception:
-            return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     @api.get("/v1/models")
