@@ -115,11 +115,15 @@ def call(
     body: dict[str, Any] | None = None,
     token: str | None = None,
     timeout: float = 60,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """One JSON request to the endpoint; an HTTP error becomes one line with its message."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(
-        f"{url.rstrip('/')}{path}", data=data, method="POST" if data else "GET"
+        f"{url.rstrip('/')}{path}",
+        data=data,
+        method="POST" if data else "GET",
+        headers=headers or {},
     )
     request.add_header("Content-Type", "application/json")
     if token:
