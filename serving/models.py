@@ -155,7 +155,7 @@ class Models:
             raise result
         return result
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.001)
+    @serve.batch  # its size and wait are the replica's options, set in __init__
     async def batched(
         self, refs: list[str], inputs: list[list[str]], options: list[dict[str, Any]]
     ) -> list:
