@@ -16,7 +16,10 @@ import torch
 def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     """num / den, with 0 where den is 0 (the usual convention for empty classes)."""
     num, den = num.double(), den.double()
-    return torch.where(den > 0, num / den.clamp(min=1), torch.zeros_like(num))
+    # Divide by 1 where den is 0 (then overwritten with 0): never by a clamped denominator, which
+    # would turn F1 = 2PR/(P+R) into 2PR whenever P+R < 1.
+    safe = torch.where(den > 0, den, torch.ones_like(den))
+    return torch.where(den > 0, num / safe, torch.zeros_like(num))
 
 
 def _f1(precision: torch.Tensor, recall: torch.Tensor) -> torch.Tensor:
