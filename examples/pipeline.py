@@ -5,12 +5,14 @@
 LoRA on the bundled all-MiniLM-L6-v2 over examples/sentiment, trained by two Ray Train workers
 under DeepSpeed ZeRO-2 on a local Ray instance; the best checkpoint registered as `sentiment` in the
 local registry (~/.ftray/registry, or $FTRAY_REGISTRY) with the alias `production`; served by Ray
-Serve on 127.0.0.1; asked about reviews it has never seen; shut down.
+Serve on 127.0.0.1; asked about reviews it has never seen, then scored through the endpoint on
+the 171 hand-written reviews of examples/sentiment/data/challenge.jsonl; shut down.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -21,7 +23,12 @@ from ftray import load_spec, train
 from ftray.runtime import ray_runtime
 from ftray.serve import predict, serving
 
-JOB = Path(__file__).resolve().parent / "sentiment" / "job.yaml"
+EXAMPLES = Path(__file__).resolve().parent
+JOB = EXAMPLES / "sentiment" / "job.yaml"
+CHALLENGE = EXAMPLES / "sentiment" / "data" / "challenge.jsonl"
+sys.path.insert(0, str(EXAMPLES))
+from served_scores import served_scores  # noqa: E402  (a sibling script, not a package)
+
 REVIEWS = [
     "The blender is brilliant: quiet, quick and easy to clean.",
     "The headphones broke after two days and support never answered.",
@@ -40,13 +47,19 @@ def main() -> None:
     with ray_runtime():  # one local Ray for training and serving
         result = train(spec)
         registered = result["registered"]
+        validation, test = result["metrics"], result["test_metrics"]
         console.print(
             f"[bold]registered[/] {registered['ref']} (alias production) in "
-            f"{registered['registry']}; validation f1 {result['metrics']['f1']:.3f}"
+            f"{registered['registry']}\n"
+            f"  validation (generated, {result['validation_examples']} reviews): accuracy "
+            f"{validation['accuracy']:.3f}, f1 {validation['f1']:.3f}\n"
+            f"  test (hand-written, {result['test_examples']} reviews):  accuracy "
+            f"{test['accuracy']:.3f}, f1 {test['f1']:.3f}"
         )
         with serving(["sentiment@production"], port=args.port) as url:
             console.print(f"[bold]serving[/] sentiment@production at {url}")
             answer = predict(url, "sentiment@production", REVIEWS)
+            served = served_scores(url, "sentiment@production", CHALLENGE)
     table = Table(title=f"POST {url}/v1/predict -> {answer['model']}")
     table.add_column("review")
     table.add_column("label")
@@ -54,6 +67,10 @@ def main() -> None:
     for review, output in zip(REVIEWS, answer["outputs"], strict=True):
         table.add_row(review, output["label"], f"{output['scores'][output['label']]:.3f}")
     Console().print(table)
+    console.print(
+        f"through the endpoint, on the {served['rows']} hand-written reviews: "
+        f"accuracy {served['accuracy']:.3f}"
+    )
     console.print(f"pipeline done in {time.time() - started:.0f} s; the endpoint is shut down")
 
 

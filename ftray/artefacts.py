@@ -77,6 +77,7 @@ def register_output(
             )
         base_ref = resolve_base(registry, base_name, base)
     metrics = {k: v for k, v in (result.get("metrics") or {}).items() if k != "history"}
+    test_metrics = result.get("test_metrics") or {}
     provenance = {
         "run": result.get("run"),
         "run_dir": result.get("run_dir"),
@@ -96,6 +97,7 @@ def register_output(
             labels=labels,
             base=base_ref,
             metrics=metrics,
+            test_metrics=test_metrics,
             spec=spec or None,
             lineage=provenance,
             aliases=aliases,
@@ -163,7 +165,7 @@ def data_hashes(spec: dict[str, Any]) -> dict[str, str]:
     from registry.cache import sha256_file
 
     hashes = {}
-    for split in ("train", "validation"):
+    for split in ("train", "validation", "test"):
         path = (spec.get("data") or {}).get(split)
         if path and Path(path).is_file():
             hashes[split] = sha256_file(Path(path))

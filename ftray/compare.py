@@ -50,6 +50,9 @@ def compare(
         for row in result["leaderboard"]
         if row["best"] is not None
     ]
+    if splits.test:
+        for row in rows:
+            row.update(test_scores(grid, row, result["experiment"], splits, export_winner))
     rows.sort(key=lambda r: (list(strategies).index(r["strategy"]), r["fraction"]))
     failed = [row for row in result["leaderboard"] if row["best"] is None]
     report = {
@@ -159,7 +162,23 @@ def comparison_row(row: dict[str, Any], trial_run: str) -> dict[str, Any]:
         else None,
         "epochs": row["epochs"],
         "best_step": evaluation.get("best_step"),
+        "config": row["config"],
     }
+
+
+def test_scores(
+    grid: JobSpec, row: dict[str, Any], experiment: str, splits: Splits, export: Any
+) -> dict[str, Any]:
+    """The row's best model scored on the test split, after every choice was made on
+    validation: a copy of it is exported to a scratch directory and scored there."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="ftray-compare-") as scratch:
+        winner = {"trial": row["trial"], "config": row["config"], "best": None}
+        scores = export(
+            grid, experiment, winner, splits.labels, Path(scratch) / "model", test=splits.test
+        )["test_metrics"]
+    return {f"test_{k}": scores.get(k) for k in ("accuracy", "f1", "perplexity")}
 
 
 def default_out(spec: JobSpec, experiment: str) -> Path:
@@ -231,11 +250,14 @@ def markdown_table(report: dict[str, Any]) -> str:
         "peak MB": lambda r: _num(r["peak_memory_mb"], 0),
         "artefact": lambda r: _bytes(r["artefact_bytes"]),
     }
+    if any(f"test_{quality}" in row for row in report["rows"]):
+        columns[f"test {quality}"] = lambda r: _num(r.get(f"test_{quality}"))
     baseline = report["majority_baseline"]
     lines = [
         f"# Fine-tuning approaches: {report['experiment']}",
         "",
-        f"Task: {report['task']}; quality is validation {quality}"
+        f"Task: {report['task']}; quality is validation {quality} (test {quality}: the held-out "
+        "test split, scored once on each row's chosen model)"
         + (
             f"; the majority-class baseline scores {baseline:.4f}." if baseline is not None else "."
         ),

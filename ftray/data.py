@@ -31,6 +31,7 @@ FORMATS = {
 class Splits:
     train: list[dict[str, Any]]
     validation: list[dict[str, Any]]
+    test: list[dict[str, Any]] = field(default_factory=list)  # scored once, never for selection
     labels: list[str] = field(default_factory=list)  # class names or BIO tags; empty for causal-lm
     groups: list[str] = field(default_factory=list)  # slice names when data.group_field is set
 
@@ -141,7 +142,9 @@ def _string_list(row: dict, name: str, at: str) -> list[str]:
     return [str(v) for v in value]
 
 
-def resolve_labels(spec: JobSpec, train: list[dict], validation: list[dict]) -> list[str]:
+def resolve_labels(
+    spec: JobSpec, train: list[dict], validation: list[dict], test: list[dict] = ()
+) -> list[str]:
     """The declared label list, checked against the data, or the labels seen in training data."""
     task = spec.model.task
     if task == "causal-lm":
@@ -158,7 +161,7 @@ def resolve_labels(spec: JobSpec, train: list[dict], validation: list[dict]) -> 
     else:
         labels = list(declared)
     known = set(labels)
-    for split, examples in (("train", train), ("validation", validation)):
+    for split, examples in (("train", train), ("validation", validation), ("test", test)):
         for number, example in enumerate(examples, start=1):
             unknown = [v for v in values(example) if v not in known]
             if unknown:
@@ -202,6 +205,17 @@ def load_splits(spec: JobSpec) -> Splits:
     data, task = spec.data, spec.model.task
     train = normalize(read_rows(data.train, data.format, "data.train"), task, data, "data.train")
     stratify = "label" if task == "sequence-classification" else None
+    test: list[dict] = []
+    if data.test:
+        test = normalize(read_rows(data.test, data.format, "data.test"), task, data, "data.test")
+    elif data.test_split > 0:
+        # Split off first (with a seed of its own), so test rows reach neither validation nor train.
+        train, test = stratified_split(train, data.test_split, data.seed + 1, stratify)
+        if not test:
+            raise FtrayError(
+                f"data.test_split: {data.test_split} of {len(train)} examples leaves the "
+                "test split empty; add data or set data.test"
+            )
     if data.validation:
         rows = read_rows(data.validation, data.format, "data.validation")
         validation = normalize(rows, task, data, "data.validation")
@@ -216,6 +230,6 @@ def load_splits(spec: JobSpec) -> Splits:
         _, train = stratified_split(train, data.fraction, data.seed, stratify)
         if not train:
             raise FtrayError(f"data.fraction: {data.fraction} leaves the train split empty")
-    labels = resolve_labels(spec, train, validation)
-    groups = sorted({e["group"] for e in train + validation}) if data.group_field else []
-    return Splits(train=train, validation=validation, labels=labels, groups=groups)
+    labels = resolve_labels(spec, train, validation, test)
+    groups = sorted({e["group"] for e in train + validation + test}) if data.group_field else []
+    return Splits(train=train, validation=validation, test=test, labels=labels, groups=groups)

@@ -2,7 +2,10 @@
 
 Label balance, exact duplicates (and duplicates that disagree on their label: noise), leakage of
 validation examples into training, group balance for slice metrics, malformed BIO sequences, and
-splits too small to learn from or to measure on. Each finding is ok, warn or fail.
+splits too small to learn from or to measure on. Then what makes a validation score lie about new
+text (`ftray.textchecks`): near duplicates across splits, shortcut phrases, template-made data,
+and, for NER, entities the held-out splits share verbatim with train. Each finding is ok, warn or
+fail, and says what it means and what to do.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ftray import textchecks
 from ftray.data import Splits, load_splits
-from ftray.spec import JobSpec
+from ftray.spec import DataChecksSpec, JobSpec
 
 MIN_TRAIN = 100  # below this a fine-tune mostly memorises
 MIN_PER_CLASS = 10
@@ -37,18 +41,23 @@ class DataReport:
     validation_examples: int
     labels: list[str]
     groups: list[str]
+    test_examples: int = 0
 
     @property
     def failed(self) -> bool:
         return any(f.level == "fail" for f in self.findings)
 
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.level != "ok"]
+
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "failed": self.failed}
 
 
-def check_data(spec: JobSpec) -> DataReport:
-    splits = load_splits(spec)
-    task = spec.model.task
+def check_data(spec: JobSpec, splits: Splits | None = None) -> DataReport:
+    splits = splits or load_splits(spec)
+    task, limits = spec.model.task, spec.data.checks
     findings = [_sizes(splits)]
     if task == "sequence-classification":
         findings.append(_label_balance(splits))
@@ -57,9 +66,165 @@ def check_data(spec: JobSpec) -> DataReport:
     findings += [_duplicates(splits, task), _leakage(splits, task)]
     if splits.groups:
         findings.append(_group_balance(splits))
+    findings += [_near_duplicates(splits, task, limits), _diversity(splits, task, limits)]
+    if task == "sequence-classification":
+        findings.append(_shortcuts(splits, limits))
+    if task == "token-classification":
+        findings.append(_entity_overlap(splits, limits))
     return DataReport(
-        findings, len(splits.train), len(splits.validation), splits.labels, splits.groups
+        findings,
+        len(splits.train),
+        len(splits.validation),
+        splits.labels,
+        splits.groups,
+        len(splits.test),
     )
+
+
+def _held_out(splits: Splits) -> dict[str, list[dict]]:
+    return {
+        name: rows
+        for name, rows in (("validation", splits.validation), ("test", splits.test))
+        if rows
+    }
+
+
+def _text(example: dict, task: str) -> str:
+    if task == "sequence-classification":
+        return example["text"]
+    if task == "token-classification":
+        return " ".join(example["tokens"])
+    return example["prompt"] + " " + example["completion"]
+
+
+def _near_duplicates(splits: Splits, task: str, limits: DataChecksSpec) -> Finding:
+    train = [_text(e, task) for e in splits.train]
+    threshold = limits.near_duplicate_jaccard
+    results = {
+        name: textchecks.near_duplicates(train, [_text(e, task) for e in rows], threshold)
+        for name, rows in _held_out(splits).items()
+    }
+    details = {
+        name: {"share": r.share, "rows": r.count, "examples": r.examples}
+        for name, r in results.items()
+    }
+    shares = ", ".join(f"{100 * r.share:.0f}% of {name}" for name, r in results.items())
+    flagged = [name for name, r in results.items() if r.share > limits.near_duplicate_max_share]
+    if flagged:
+        return Finding(
+            "near_duplicates",
+            "warn",
+            f"{shares} rows have a train row with Jaccard >= {threshold} — {' and '.join(flagged)}"
+            " scores will overstate quality on new text; hold out text written apart from the "
+            "training data (data.test)",
+            details,
+        )
+    return Finding(
+        "near_duplicates",
+        "ok",
+        f"near duplicates of train (Jaccard >= {threshold}): {shares}",
+        details,
+    )
+
+
+def _shortcuts(splits: Splits, limits: DataChecksSpec) -> Finding:
+    found = textchecks.shortcuts(
+        [e["text"] for e in splits.train],
+        [e["label"] for e in splits.train],
+        {name: [e["text"] for e in rows] for name, rows in _held_out(splits).items()},
+        limits.shortcut_precision,
+        limits.shortcut_min_coverage,
+    )
+    details = {
+        "train_share": found.train_share,
+        "held_out_share": found.held_out_share,
+        "phrases": [vars(s) for s in found.phrases[:20]],
+    }
+    listed = "; ".join(
+        f"'{s.phrase}' -> {s.label} (precision {s.precision:.2f}, in {100 * s.coverage:.1f}% "
+        "of train)"
+        for s in found.phrases[:3]
+    )
+    held = ", ".join(f"{100 * v:.0f}% of {k}" for k, v in found.held_out_share.items())
+    shares = [found.train_share, *found.held_out_share.values()]
+    if max(shares) > limits.shortcut_max_share:
+        return Finding(
+            "shortcuts",
+            "warn",
+            f"{len(found.phrases)} phrases alone predict the label: {listed}; they occur in "
+            f"{100 * found.train_share:.0f}% of train and {held} rows — a model can learn the "
+            "phrases instead of the task, and held-out rows that share them score it too "
+            "kindly; vary the wording or add rows where the phrases carry the other label",
+            details,
+        )
+    return Finding(
+        "shortcuts",
+        "ok",
+        f"{len(found.phrases)} shortcut phrases; in {100 * found.train_share:.0f}% of train"
+        + (f", {held} rows" if held else ""),
+        details,
+    )
+
+
+def _diversity(splits: Splits, task: str, limits: DataChecksSpec) -> Finding:
+    result = textchecks.diversity([_text(e, task) for e in splits.train])
+    details: dict[str, Any] = vars(result)
+    if task == "token-classification":
+        sequences = {" ".join(e["tags"]) for e in splits.train}
+        details["distinct_tag_sequence_share"] = len(sequences) / len(splits.train)
+    summary = (
+        f"{100 * result.distinct_trigram_share:.0f}% distinct word 3-grams; "
+        f"{100 * result.template_share:.0f}% of train rows differ from another row in "
+        f"{textchecks.SLOT_WORDS} words or fewer"
+    )
+    if "distinct_tag_sequence_share" in details:
+        summary += f"; {100 * details['distinct_tag_sequence_share']:.0f}% distinct tag sequences"
+    low = (
+        result.template_share > limits.template_max_share
+        or result.distinct_trigram_share < limits.min_distinct_trigram_share
+    )
+    if low:
+        return Finding(
+            "diversity",
+            "warn",
+            f"low diversity: {summary}, e.g. '{result.example[0]}' and '{result.example[1]}' — "
+            "the model may learn the templates; measure it on text written apart from them "
+            "(data.test)",
+            details,
+        )
+    return Finding("diversity", "ok", summary, details)
+
+
+def _entity_surfaces(examples: list[dict]) -> list[str]:
+    from ftray.metrics import bio_spans
+
+    return [
+        f"{kind}:{' '.join(e['tokens'][a:b]).lower()}"
+        for e in examples
+        for kind, a, b in bio_spans(e["tags"])
+    ]
+
+
+def _entity_overlap(splits: Splits, limits: DataChecksSpec) -> Finding:
+    train = set(_entity_surfaces(splits.train))
+    results = {
+        name: textchecks.entity_overlap(train, _entity_surfaces(rows))
+        for name, rows in _held_out(splits).items()
+    }
+    details = {name: vars(r) for name, r in results.items()}
+    shares = ", ".join(
+        f"{100 * r.share:.0f}% of {r.entities} {name} entities" for name, r in results.items()
+    )
+    flagged = [n for n, r in results.items() if r.share > limits.entity_overlap_max_share]
+    if flagged:
+        return Finding(
+            "entity_overlap",
+            "warn",
+            f"{shares} appear verbatim as entities in train — {' and '.join(flagged)} "
+            "scores reward memorised names; hold out names the model never saw",
+            details,
+        )
+    return Finding("entity_overlap", "ok", f"seen in train: {shares}", details)
 
 
 def _key(example: dict, task: str) -> str:

@@ -27,8 +27,10 @@ class Plan:
         return self.trainable_params / self.total_params if self.total_params else 0.0
 
     def summary(self) -> str:
+        test = f" / {len(self.splits.test)} test" if self.splits.test else ""
         return (
-            f"{len(self.splits.train)} train / {len(self.splits.validation)} validation examples; "
+            f"{len(self.splits.train)} train / {len(self.splits.validation)} validation{test} "
+            "examples; "
             f"trainable parameters {self.trainable_params:,} of {self.total_params:,} "
             f"({100 * self.trainable_share:.2f}%)"
         )

@@ -44,10 +44,27 @@ class ModelSpec(Section):
         return labels
 
 
+class DataChecksSpec(Section):
+    """Thresholds of `ftray data check`'s findings about whether scores will hold on new text."""
+
+    near_duplicate_jaccard: float = Field(0.8, gt=0, le=1)  # over word shingles
+    near_duplicate_max_share: float = Field(0.1, ge=0, le=1)  # of held-out rows, else warn
+    shortcut_precision: float = Field(0.98, gt=0.5, le=1)
+    shortcut_min_coverage: float = Field(0.02, gt=0, le=1)  # of training rows
+    shortcut_max_share: float = Field(0.1, ge=0, le=1)  # of rows holding a shortcut, else warn
+    template_max_share: float = Field(0.5, ge=0, le=1)
+    min_distinct_trigram_share: float = Field(0.3, ge=0, le=1)
+    entity_overlap_max_share: float = Field(0.5, ge=0, le=1)  # NER
+
+
 class DataSpec(Section):
     train: str
     validation: str | None = None  # else a seeded, label-stratified split of `train`
     validation_split: float = Field(0.2, gt=0, lt=1)
+    # The test split is scored once, on the model the validation split chose, and never used for
+    # early stopping, checkpoint choice or tuning: it is the honest estimate of quality.
+    test: str | None = None  # else a seeded, label-stratified split of `train` if test_split > 0
+    test_split: float = Field(0.0, ge=0, lt=1)
     format: Literal["auto", "jsonl", "csv", "parquet"] = "auto"
     text_field: str = "text"
     label_field: str = "label"
@@ -59,6 +76,7 @@ class DataSpec(Section):
     max_slice_gap: float = Field(0.1, ge=0, le=1)  # flag slices this far below the best one
     fraction: float = Field(1.0, gt=0, le=1)  # train on a seeded subset (data-efficiency studies)
     seed: int = 0
+    checks: DataChecksSpec = DataChecksSpec()
 
 
 class EarlyStoppingSpec(Section):
@@ -321,6 +339,8 @@ def _resolve_paths(spec: JobSpec, base_dir: Path) -> None:
     spec.data.train = local(spec.data.train)
     if spec.data.validation:
         spec.data.validation = local(spec.data.validation)
+    if spec.data.test:
+        spec.data.test = local(spec.data.test)
     if spec.deepspeed.config:
         spec.deepspeed.config = local(spec.deepspeed.config)
     model_dir = Path(spec.model.name).expanduser()

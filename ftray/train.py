@@ -78,6 +78,14 @@ def build_trainer(
     )
 
 
+def show_data_warnings(spec: JobSpec, plan: Plan, console: Console) -> None:
+    """`ftray data check`'s warnings, before the run: a score they undermine is not news later."""
+    from ftray.datacheck import check_data
+
+    for finding in check_data(spec, plan.splits).warnings:
+        console.print(f"[yellow]data {finding.level}[/] {finding.check}: {finding.message}")
+
+
 def resolve_use_gpu(spec: JobSpec) -> bool:
     if spec.scaling.use_gpu == "auto":
         return cluster_capacity().get("GPU", 0) > 0
@@ -102,6 +110,7 @@ def train(
         console.print(
             f"[bold]ftray[/] {verb} [cyan]{run}[/] ({spec.strategy.kind}): {plan.summary()}"
         )
+        show_data_warnings(spec, plan, console)
     with ray_runtime(address, verbose):
         use_gpu = resolve_use_gpu(spec)
         check_capacity(spec.scaling.num_workers, spec.scaling.cpus_per_worker, use_gpu)
@@ -116,12 +125,26 @@ def train(
     summary = summarize(spec, plan, run, best, result.metrics, display.events, launched)
     summary["output_dir"] = str(destination)
     summary["timings"]["plan_s"] = launched - started
+    if plan.splits.test:
+        summary["test_metrics"] = score_test_split(spec, plan.splits.test, destination, summary)
+        summary["test_examples"] = len(plan.splits.test)
     write_result(spec, summary)
     if spec.registry.register_as:
         summary["registered"] = register_result(spec, destination)
     summary["timings"]["total_s"] = time.time() - started
     write_result(spec, summary)
     return summary
+
+
+def score_test_split(
+    spec: JobSpec, test: list[dict[str, Any]], destination: Path, summary: dict[str, Any]
+) -> dict[str, Any]:
+    """The chosen model's metrics on the test split: scored once, after every choice is made."""
+    from ftray.evaluate import output_files, score_examples
+
+    files = output_files(destination, summary)
+    scores = score_examples(files, test, spec.data, spec.model.max_length, where="data.test")
+    return scores.metrics
 
 
 def write_result(spec: JobSpec, summary: dict[str, Any]) -> None:

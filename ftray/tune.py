@@ -46,7 +46,14 @@ from ftray.runtime import (
 from ftray.search_space import check_search_space, ray_param_space, trial_spec
 from ftray.spec import JobSpec
 from ftray.tasks import metric_mode
-from ftray.train import build_trainer, copy_model, fit, register_result, resolve_use_gpu
+from ftray.train import (
+    build_trainer,
+    copy_model,
+    fit,
+    register_result,
+    resolve_use_gpu,
+    score_test_split,
+)
 
 TUNE_RESULT = "tune_result.json"
 TRIALS_DIR = "trials"
@@ -137,7 +144,9 @@ def tune(
     }
     finished = [row for row in leaderboard if row["best"] is not None]
     if finished:
-        summary["best"] = export_winner(spec, experiment, finished[0], plan.splits.labels)
+        summary["best"] = export_winner(
+            spec, experiment, finished[0], plan.splits.labels, test=plan.splits.test
+        )
         if spec.registry.register_as:
             lineage = {
                 "experiment": experiment,
@@ -334,9 +343,11 @@ def export_winner(
     winner: dict[str, Any],
     labels: list[str],
     destination: Path | None = None,
+    test: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Copy a trial's best model out (by default to the experiment's output directory), with an
-    ftray_result.json the registry reads."""
+    ftray_result.json the registry reads; score it on the test split when there is one (after
+    the choice: the test split never ranks trials)."""
     from ray.train import Checkpoint
 
     trial_run = storage.join(run_uri(spec, experiment), TRIALS_DIR, f"trial-{winner['trial']}")
@@ -358,6 +369,8 @@ def export_winner(
         "spec": trial.model_dump(mode="json"),
         "output_dir": str(destination),
     }
+    if test:
+        result["test_metrics"] = score_test_split(trial, test, destination, result)
     (destination / RESULT_FILE).write_text(json.dumps(result, indent=2, default=str))
     return {
         "trial": winner["trial"],
@@ -365,6 +378,7 @@ def export_winner(
         "metric": winner["best"],
         "output_dir": str(destination),
         "metrics": evaluation,
+        "test_metrics": result.get("test_metrics"),
     }
 
 

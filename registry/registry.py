@@ -50,7 +50,8 @@ class Manifest:
     task: str | None = None
     labels: list[str] = field(default_factory=list)
     base: dict[str, Any] | None = None  # {"ref": "name:N"} or {"name": ..., "fingerprint": ...}
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)  # validation: what chose the model
+    test_metrics: dict[str, Any] = field(default_factory=dict)  # the held-out test split, if any
     spec: dict[str, Any] | None = None
     lineage: dict[str, Any] = field(default_factory=dict)
     fingerprint: str = ""  # identity of the file set, to recognise a re-registration
@@ -146,6 +147,7 @@ class Registry:
         labels: list[str] | None = None,
         base: dict[str, Any] | None = None,
         metrics: dict[str, Any] | None = None,
+        test_metrics: dict[str, Any] | None = None,
         spec: dict[str, Any] | None = None,
         lineage: dict[str, Any] | None = None,
         aliases: tuple[str, ...] | list[str] = (),
@@ -191,6 +193,7 @@ class Registry:
                 labels=labels or [],
                 base=base,
                 metrics=metrics or {},
+                test_metrics=test_metrics or {},
                 spec=spec,
                 lineage=lineage or {},
                 fingerprint=fingerprint,
@@ -394,6 +397,26 @@ class Registry:
         }
         key = f"models/{name}/events/{_now()}-{uuid.uuid4().hex[:8]}.json"
         self.store.put(key, json.dumps(event).encode(), create_only=True)
+
+    # ---- evaluations: append-only records beside an immutable manifest
+
+    @staticmethod
+    def _evaluations(name: str, version: int) -> str:
+        return f"models/{name}/evaluations/{version:06d}/"
+
+    def record_evaluation(self, ref: str | Ref, record: dict[str, Any]) -> str:
+        """Store an evaluation of `ref` as a new create-only object; returns its key."""
+        manifest = self.resolve(ref)
+        key = f"{self._evaluations(manifest.name, manifest.version)}{_now()}-{uuid.uuid4().hex[:8]}"
+        self.store.put(f"{key}.json", json.dumps(record, default=str).encode(), create_only=True)
+        self._record(manifest.name, "evaluate", version=manifest.version, data=record.get("data"))
+        return f"{key}.json"
+
+    def evaluations(self, ref: str | Ref) -> list[dict[str, Any]]:
+        """Every evaluation recorded for the version `ref` resolves to, oldest first."""
+        manifest = self.resolve(ref)
+        prefix = self._evaluations(manifest.name, manifest.version)
+        return [json.loads(self.store.get(info.key)[0]) for info in self.store.list(prefix)]
 
     # ---- pulling and checking
 

@@ -13,6 +13,9 @@ from ftray.spec import JobSpec, spec_from_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+# The examples' first, templated generators' data: small and fast to learn, which is what unit
+# and integration tests want; the data checks' tests also use it as the "scores lie" case.
+TEMPLATED = Path(__file__).resolve().parent / "data"
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -29,8 +32,8 @@ def tiny_bert(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide BERT with a WordPiece vocabulary of the sentiment and NER examples."""
     from ftray.tiny_models import build_tiny_model
 
-    texts = [r["text"] for r in read_jsonl(EXAMPLES / "sentiment/data/train.jsonl")]
-    texts += [" ".join(r["tokens"]) for r in read_jsonl(EXAMPLES / "ner/data/train.jsonl")]
+    texts = [r["text"] for r in read_jsonl(TEMPLATED / "templated-sentiment/train.jsonl")]
+    texts += [" ".join(r["tokens"]) for r in read_jsonl(TEMPLATED / "templated-ner/train.jsonl")]
     return build_tiny_model(tmp_path_factory.mktemp("models") / "bert", texts, "bert")
 
 
@@ -48,8 +51,8 @@ def sentiment_raw(model: Path, /, **sections: Any) -> dict[str, Any]:
         "name": "sentiment-test",
         "model": {"name": str(model), "max_length": 48},
         "data": {
-            "train": str(EXAMPLES / "sentiment/data/train.jsonl"),
-            "validation": str(EXAMPLES / "sentiment/data/validation.jsonl"),
+            "train": str(TEMPLATED / "templated-sentiment/train.jsonl"),
+            "validation": str(TEMPLATED / "templated-sentiment/validation.jsonl"),
             "group_field": "group",
         },
         "strategy": {"kind": "full"},
@@ -72,8 +75,8 @@ def ner_raw(model: Path, /, **sections: Any) -> dict[str, Any]:
     raw["name"] = "ner-test"
     raw["model"]["task"] = "token-classification"
     raw["data"].update(
-        train=str(EXAMPLES / "ner/data/train.jsonl"),
-        validation=str(EXAMPLES / "ner/data/validation.jsonl"),
+        train=str(TEMPLATED / "templated-ner/train.jsonl"),
+        validation=str(TEMPLATED / "templated-ner/validation.jsonl"),
     )
     return raw
 

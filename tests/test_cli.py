@@ -106,8 +106,9 @@ def test_malformed_yaml_and_usage_errors(tmp_path, capsys):
 def test_data_check_prints_json(capsys):
     code, out, _ = run_cli(capsys, "data", "check", str(EXAMPLES / "sentiment/job.yaml"), "--json")
     report = json.loads(out)
-    assert code == 0 and report["train_examples"] == 1600 and not report["failed"]
-    assert {f["check"] for f in report["findings"]} >= {"label_balance", "duplicates", "leakage"}
+    assert code == 0 and report["train_examples"] == 3000 and not report["failed"]
+    assert report["test_examples"] == 171
+    assert {f["check"] for f in report["findings"]} >= {"label_balance", "leakage", "shortcuts"}
 
 
 def test_the_installed_command_prints_no_traceback(tmp_path):

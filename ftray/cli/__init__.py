@@ -2,6 +2,7 @@
 
 from ftray.cli import (  # noqa: F401  (registers their commands)
     cluster,
+    evaluating,
     registry,
     serving,
     training,

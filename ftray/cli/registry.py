@@ -111,19 +111,38 @@ def human_bytes(size: float) -> str:
 @JSON_OPTION
 @click.pass_context
 def show(ctx: click.Context, ref: str, as_json: bool) -> None:
-    """The manifest REF (NAME:VERSION or NAME@ALIAS) resolves to."""
-    manifest = open_registry(ctx).resolve(ref)
+    """The manifest REF (NAME:VERSION or NAME@ALIAS) resolves to, and its recorded evaluations."""
+    registry = open_registry(ctx)
+    manifest = registry.resolve(ref)
+    evaluations = registry.evaluations(manifest.ref)
 
     def render(data: dict) -> None:
         stdout.print(
             f"[bold]{manifest.ref}[/] ({data['kind']}, {data['task']}) "
             f"{human_bytes(manifest.size)} in {len(data['files'])} files"
         )
-        for key in ("base", "labels", "metrics", "lineage", "created", "created_by"):
+        for key in ("base", "labels", "metrics", "test_metrics", "lineage", "created"):
             if data.get(key):
-                stdout.print(f"  {key}: {data[key]}")
+                stdout.print(f"  {key}: {headline_metrics(data[key])}")
+        for record in evaluations:
+            scores = headline_metrics(record["metrics"])
+            stdout.print(
+                f"  evaluated {record['evaluated_at'][:19]} on {record['data']} "
+                f"({record['rows']} rows, sha256 {record['data_sha256'][:12]}): {scores}"
+            )
 
-    emit(asdict(manifest), as_json, render)
+    emit({**asdict(manifest), "evaluations": evaluations}, as_json, render)
+
+
+def headline_metrics(value: Any) -> Any:
+    """A metrics dict without its per-class and per-slice tables (those are in --json)."""
+    if not isinstance(value, dict) or not ({"accuracy", "f1", "val_loss"} & set(value)):
+        return value
+    return {
+        k: round(v, 4) if isinstance(v, float) else v
+        for k, v in value.items()
+        if k not in ("per_class", "slices", "history")
+    }
 
 
 @registry_group.command()

@@ -36,8 +36,12 @@ def train(
 
 
 def render_train_result(result: dict[str, Any]) -> None:
-    metrics = result["metrics"]
-    table = Table(title=f"{result['run']} ({result['strategy']})", show_header=False)
+    metrics, test = result["metrics"], result.get("test_metrics") or {}
+    table = Table(title=f"{result['run']} ({result['strategy']})")
+    table.add_column("")
+    table.add_column(f"validation ({result['validation_examples']})", justify="right")
+    if test:
+        table.add_column(f"test ({result['test_examples']})", justify="right")
     shown = [
         "accuracy",
         "precision",
@@ -51,8 +55,8 @@ def render_train_result(result: dict[str, Any]) -> None:
     ]
     for key in shown:
         if key in metrics:
-            value = metrics[key]
-            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+            cells = [_cell(metrics[key])] + ([_cell(test.get(key, ""))] if test else [])
+            table.add_row(key, *cells)
     table.add_row("best step", f"{metrics.get('step')} (epoch {metrics.get('epoch')})")
     table.add_row("stopped early", str(result["stopped_early"]))
     if result.get("resumed_from"):
@@ -72,6 +76,10 @@ def render_train_result(result: dict[str, Any]) -> None:
             f"[yellow]slice gap {metrics['slice_gap']:.3f}: '{metrics['worst_slice']}' lags the "
             "best slice by more than data.max_slice_gap[/]"
         )
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 @cli.group()
@@ -96,6 +104,8 @@ def data_check(job: str, overrides: tuple[str, ...], as_json: bool) -> None:
 
 def render_data_report(report: dict[str, Any]) -> None:
     sizes = f"{report['train_examples']} train / {report['validation_examples']} validation"
+    if report.get("test_examples"):
+        sizes += f" / {report['test_examples']} test"
     table = Table(title=f"data check: {sizes}")
     table.add_column("check")
     table.add_column("level")

@@ -1,0 +1,365 @@
+"""`ftray eval`: score a trained model on any labelled file, with the metric code training uses.
+
+The model is a registry version (`name:3`, `name@production`) or a run's output directory; the
+file is read with the field mapping of the job spec the model was trained with (override any
+field with `data.text_field=...`). Rows are encoded exactly as in training, run through the model
+in batches, and fed to the task's `Evaluator`, so a number here means what it means in a
+training run. Training scores its test split through the same `score_examples`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ftray import metrics as metric_maths
+from ftray.data import normalize, read_rows
+from ftray.encoding import IGNORE, Collator, encode
+from ftray.errors import FtrayError
+from ftray.evaluation import make_evaluator
+from ftray.inference import ModelFiles, load_model, version_files
+from ftray.models import load_tokenizer, resolve_model_path
+from ftray.spec import DataSpec
+
+BATCH_SIZE = 32
+MAX_ERRORS_SHOWN = 5
+DEFAULT_MAX_LENGTH = 512  # for a spec that records none (a model pushed from outside ftray)
+
+
+@dataclass
+class ScoredRow:
+    """One example's outcome, for the error list: what it was, what the model said, how sure."""
+
+    index: int  # 1-based row in the file
+    text: str
+    expected: str
+    predicted: str
+    confidence: float  # of the predicted label (classification) or 1 - token accuracy (NER)
+    wrong: bool
+
+
+@dataclass
+class Scores:
+    metrics: dict[str, Any]
+    confusion: list[list[int]] | None  # [true, predicted] counts, classification only
+    rows: list[ScoredRow]
+
+    def worst(self, n: int) -> list[ScoredRow]:
+        """The n most confident mistakes: the errors most worth reading."""
+        wrong = [r for r in self.rows if r.wrong]
+        return sorted(wrong, key=lambda r: -r.confidence)[:n]
+
+
+@dataclass
+class Evaluation:
+    """An evaluation record: what was scored, on which data, with what result."""
+
+    model: str
+    data: str
+    data_sha256: str
+    rows: int
+    task: str
+    labels: list[str]
+    metrics: dict[str, Any]
+    confusion: list[list[int]] | None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    evaluated_at: str = ""
+    seconds: float = 0.0
+    plot: str | None = None
+    recorded: str | None = None  # the registry key of the record, with --record
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class EvaluatedModel:
+    """A model ready to score: its files, the field mapping it was trained with, its length."""
+
+    name: str
+    files: ModelFiles
+    data: DataSpec
+    max_length: int
+    registry_ref: str | None = None
+
+
+def evaluate(
+    target: str,
+    data_file: str,
+    *,
+    overrides: Sequence[str] = (),
+    registry_uri: str | None = None,
+    errors: int = MAX_ERRORS_SHOWN,
+    record: bool = False,
+    plot_dir: str | Path | None = None,
+) -> Evaluation:
+    """Score `target` (registry ref or output directory) on the labelled rows of `data_file`."""
+    from registry.cache import sha256_file
+
+    started = time.perf_counter()
+    model = resolve_target(target, registry_uri)
+    data = apply_data_overrides(model.data, overrides)
+    path = Path(data_file)
+    rows = read_rows(str(path), data.format, "data file")
+    check_task_fields(rows[0], model.files.task, data, path.name)
+    examples = normalize(rows, model.files.task, data, path.name)
+    scores = score_examples(model.files, examples, data, model.max_length, where=path.name)
+    result = Evaluation(
+        model=model.name,
+        data=str(path.resolve()),
+        data_sha256=sha256_file(path),
+        rows=len(examples),
+        task=model.files.task,
+        labels=model.files.labels,
+        metrics=scores.metrics,
+        confusion=scores.confusion,
+        errors=[asdict(r) for r in scores.worst(errors)],
+        evaluated_at=datetime.now(timezone.utc).isoformat(),
+    )
+    if plot_dir is not None and scores.confusion is not None:
+        result.plot = str(confusion_plot(result, Path(plot_dir)))
+    result.seconds = time.perf_counter() - started
+    if record:
+        result.recorded = record_evaluation(model, result, registry_uri)
+    return result
+
+
+def resolve_target(target: str, registry_uri: str | None) -> EvaluatedModel:
+    """A run's output directory (or the run directory holding `model/`), else a registry ref."""
+    directory = Path(target).expanduser()
+    if directory.is_dir():
+        return _output_model(directory / "model" if (directory / "model").is_dir() else directory)
+    if "/" in target or target.startswith("."):
+        raise FtrayError(f"{target}: no such directory (give a run's output or NAME:VERSION)")
+    from registry import Registry
+
+    registry = Registry.open(registry_uri)
+    manifest = registry.resolve(target)
+    files = version_files(registry, target)
+    spec = manifest.spec or {}
+    return EvaluatedModel(
+        name=manifest.ref,
+        files=files,
+        data=_data_spec(spec),
+        max_length=_max_length(spec),
+        registry_ref=manifest.ref,
+    )
+
+
+def _output_model(directory: Path) -> EvaluatedModel:
+    from ftray.artefacts import read_result
+
+    result = read_result(directory)
+    if not result:
+        raise FtrayError(f"{directory}: no ftray_result.json; is this a training output?")
+    spec = result.get("spec") or {}
+    return EvaluatedModel(
+        str(directory), output_files(directory, result), _data_spec(spec), _max_length(spec)
+    )
+
+
+def _max_length(spec: dict[str, Any]) -> int:
+    """The trained-with length (a model scored on longer inputs than it saw is another model)."""
+    return int((spec.get("model") or {}).get("max_length") or DEFAULT_MAX_LENGTH)
+
+
+def output_files(directory: Path, result: dict[str, Any]) -> ModelFiles:
+    """What a loader needs for a training output, from its result summary (task, labels, spec)."""
+    from ftray.artefacts import detect_kind
+
+    kind = detect_kind(directory, result)
+    # A training output of the partial strategy is a whole model; only registration delta-packs it.
+    kind = "full" if kind == "partial" else kind
+    base = None
+    if kind in ("adapter", "prompt"):
+        base = Path(resolve_model_path(result["spec"]["model"]["name"]))
+    return ModelFiles(directory, kind, result["task"], result.get("labels") or [], base)
+
+
+def _data_spec(spec: dict[str, Any]) -> DataSpec:
+    """The trained-with field mapping; paths and sizes do not matter for scoring."""
+    recorded = dict(spec.get("data") or {})
+    mapping = {k: v for k, v in recorded.items() if k.endswith("_field") or k in ("format",)}
+    return DataSpec(train="-", **mapping)
+
+
+def apply_data_overrides(data: DataSpec, overrides: Sequence[str]) -> DataSpec:
+    """`data.text_field=review` style overrides; only the data section applies to scoring."""
+    from ftray.spec import apply_override
+
+    raw: dict[str, Any] = {"data": data.model_dump()}
+    for override in overrides:
+        if not override.partition("=")[0].strip().startswith("data."):
+            raise FtrayError(f"--set {override!r}: ftray eval takes data.* fields only")
+        apply_override(raw, override)
+    try:
+        return DataSpec.model_validate(raw["data"])
+    except Exception as exc:  # pydantic's message, as one line
+        raise FtrayError(f"--set: {exc}".splitlines()[0]) from None
+
+
+def check_task_fields(row: dict[str, Any], task: str, data: DataSpec, where: str) -> None:
+    """Refuse data shaped for another task before the per-row errors would say it less clearly."""
+    needed = {
+        "sequence-classification": [data.text_field, data.label_field],
+        "token-classification": [data.tokens_field, data.tags_field],
+        "causal-lm": [data.completion_field],
+    }[task]
+    missing = [name for name in needed if name not in row]
+    if missing:
+        present = ", ".join(sorted(row)) or "none"
+        raise FtrayError(
+            f"{where} row 1: the model is a {task} model and needs field(s) "
+            f"{', '.join(repr(m) for m in missing)} (the row has: {present}); "
+            "map other names with --set data.<field>_field=NAME"
+        )
+
+
+def score_examples(
+    files: ModelFiles,
+    examples: list[dict[str, Any]],
+    data: DataSpec,
+    max_length: int,
+    where: str = "data",
+) -> Scores:
+    """Metrics of the model in `files` over `examples` (normalised rows), overall and per slice."""
+    _check_labels(examples, files, where)
+    groups = sorted({e["group"] for e in examples}) if data.group_field else []
+    model, logit_offset = load_model(files)
+    tokenizer = load_tokenizer(str(files.directory))
+    features = encode(examples, files.task, tokenizer, files.labels, groups, max_length)
+    evaluator = make_evaluator(files.task, files.labels, groups, data.max_slice_gap)
+    collate = Collator(tokenizer.pad_token_id)
+    scored: list[ScoredRow] = []
+    with torch.no_grad():
+        for start in range(0, len(features), BATCH_SIZE):
+            batch = collate(features[start : start + BATCH_SIZE])
+            inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+            if "token_type_ids" in batch:
+                inputs["token_type_ids"] = batch["token_type_ids"]
+            logits = model(**inputs).logits.float()
+            logits = logits[:, logit_offset:] if logit_offset else logits
+            evaluator.add(logits, batch)
+            scored += _rows(files, examples, start, logits, batch["labels"])
+    result = evaluator.compute()
+    confusion = None
+    if files.task == "sequence-classification":
+        confusion = evaluator.cm.tolist()  # type: ignore[attr-defined]
+    return Scores(result, confusion, scored)
+
+
+def _check_labels(examples: list[dict[str, Any]], files: ModelFiles, where: str) -> None:
+    if files.task == "causal-lm":
+        return
+    known = set(files.labels)
+    for number, example in enumerate(examples, start=1):
+        values = [example["label"]] if "label" in example else example["tags"]
+        unknown = [v for v in values if v not in known]
+        if unknown:
+            raise FtrayError(
+                f"{where} row {number}: label {unknown[0]!r} is not one the model predicts "
+                f"({', '.join(files.labels)})"
+            )
+
+
+def _rows(
+    files: ModelFiles,
+    examples: list[dict[str, Any]],
+    start: int,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+) -> list[ScoredRow]:
+    if files.task == "sequence-classification":
+        probabilities = logits.softmax(dim=-1)
+        rows = []
+        for i, row in enumerate(probabilities):
+            example, best = examples[start + i], int(row.argmax())
+            predicted = files.labels[best]
+            rows.append(
+                ScoredRow(
+                    start + i + 1,
+                    example["text"],
+                    example["label"],
+                    predicted,
+                    float(row[best]),
+                    predicted != example["label"],
+                )
+            )
+        return rows
+    if files.task == "token-classification":
+        return [
+            _tagged_row(files.labels, examples[start + i], logits[i], labels[i], start + i + 1)
+            for i in range(logits.shape[0])
+        ]
+    return []  # causal LM: loss and perplexity only
+
+
+def _tagged_row(
+    labels: list[str], example: dict, logits: torch.Tensor, gold: torch.Tensor, index: int
+) -> ScoredRow:
+    keep = gold != IGNORE
+    predicted_tags = [labels[i] for i in logits.argmax(dim=-1)[keep].tolist()]
+    gold_tags = example["tags"][: len(predicted_tags)]
+    tokens = example["tokens"]
+
+    def spans(tags: list[str]) -> str:
+        found = sorted(metric_maths.bio_spans(tags), key=lambda s: s[1])
+        return "; ".join(f"{kind}: {' '.join(tokens[a:b])}" for kind, a, b in found) or "-"
+
+    wrong_tokens = sum(p != g for p, g in zip(predicted_tags, gold_tags, strict=True))
+    return ScoredRow(
+        index,
+        " ".join(tokens),
+        spans(gold_tags),
+        spans(predicted_tags),
+        wrong_tokens / max(len(gold_tags), 1),
+        metric_maths.bio_spans(predicted_tags) != metric_maths.bio_spans(gold_tags),
+    )
+
+
+def confusion_plot(evaluation: Evaluation, directory: Path) -> Path:
+    """A confusion-matrix PNG (rows: true label, columns: predicted), counts in the cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory.mkdir(parents=True, exist_ok=True)
+    counts, labels = evaluation.confusion or [], evaluation.labels
+    size = max(3.5, 0.6 * len(labels) + 2)
+    figure, axes = plt.subplots(figsize=(size, size))
+    axes.imshow(counts, cmap="Blues")
+    axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    axes.set_yticks(range(len(labels)), labels)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    peak = max((max(r) for r in counts), default=0)
+    for i, row in enumerate(counts):
+        for j, value in enumerate(row):
+            colour = "white" if value > peak / 2 else "black"
+            axes.text(j, i, str(value), ha="center", va="center", color=colour)
+    accuracy = evaluation.metrics.get("accuracy", 0.0)
+    axes.set_title(f"{evaluation.model}: accuracy {accuracy:.3f} on {evaluation.rows} rows")
+    figure.tight_layout()
+    path = directory / "confusion_matrix.png"
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def record_evaluation(
+    model: EvaluatedModel, evaluation: Evaluation, registry_uri: str | None
+) -> str:
+    """Append the evaluation to the version's records in the registry (the manifest stays)."""
+    if model.registry_ref is None:
+        raise FtrayError("--record: only registry versions keep evaluation records")
+    from registry import Registry
+
+    record = {k: v for k, v in evaluation.to_dict().items() if k not in ("plot", "recorded")}
+    return Registry.open(registry_uri).record_evaluation(model.registry_ref, record)

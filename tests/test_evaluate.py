@@ -1,0 +1,124 @@
+"""`ftray eval`: run directories and registry versions scored on labelled files, recorded
+evaluations, and one-line refusals of data the model cannot be scored on."""
+
+import json
+import re
+
+import pytest
+from conftest import TEMPLATED, read_jsonl, write_jsonl
+from sklearn.metrics import accuracy_score, f1_score
+from test_artefacts import trained_output
+
+from ftray.artefacts import register_output
+from ftray.cli import main
+from ftray.errors import FtrayError
+from ftray.evaluate import evaluate, output_files
+from ftray.inference import Predictor
+from ftray.models import load_task_model, load_tokenizer
+from ftray.runs import RESULT_FILE
+from registry import BlobCache, Registry
+from registry.local_store import LocalStore
+
+ROWS = read_jsonl(TEMPLATED / "templated-sentiment/validation.jsonl")[:60]
+
+
+@pytest.fixture
+def registry_uri(tmp_path):
+    return str(tmp_path / "registry")
+
+
+@pytest.fixture
+def data_file(tmp_path):
+    return write_jsonl(tmp_path / "held-out.jsonl", ROWS)
+
+
+def test_a_run_directory_scores_as_scikit_learn_says_its_predictions_do(
+    tmp_path, tiny_bert, data_file
+):
+    output = trained_output(tmp_path, tiny_bert, "adapter", 3)
+    result = evaluate(
+        str(output),
+        str(data_file),
+        overrides=["data.group_field=group"],
+        plot_dir=tmp_path / "plots",
+        errors=4,
+    )
+    files = output_files(output, json.loads((output / RESULT_FILE).read_text()))
+    predictor = Predictor.from_files(files)
+    predicted = [p["label"] for p in predictor.predict([r["text"] for r in ROWS])]
+    gold = [r["label"] for r in ROWS]
+    assert result.rows == 60 and result.task == "sequence-classification"
+    assert result.metrics["accuracy"] == pytest.approx(accuracy_score(gold, predicted))
+    assert result.metrics["f1"] == pytest.approx(f1_score(gold, predicted, average="macro"))
+    assert sum(map(sum, result.confusion)) == 60
+    assert set(result.metrics["slices"]) == {r["group"] for r in ROWS}
+    assert len(result.errors) == min(4, sum(p != g for p, g in zip(predicted, gold, strict=True)))
+    assert all(e["wrong"] for e in result.errors)
+    assert (tmp_path / "plots" / "confusion_matrix.png").stat().st_size > 1000
+
+
+def test_a_registry_version_is_evaluated_recorded_and_shown(
+    tmp_path, tiny_bert, data_file, registry_uri, capsys
+):
+    registry = Registry(LocalStore(registry_uri), BlobCache(tmp_path / "cache"))
+    manifest = register_output(registry, trained_output(tmp_path, tiny_bert, "full", 4), "clf")
+    before = manifest.to_json()
+    with pytest.raises(SystemExit) as exited:
+        main(["eval", "clf@latest", str(data_file), "--registry", registry_uri, "--record",
+              "--plot-dir", str(tmp_path), "--json"])  # fmt: skip
+    assert exited.value.code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["model"] == "clf:1" and printed["recorded"].startswith("models/clf/evaluations/")
+    records = registry.evaluations("clf:1")
+    assert len(records) == 1 and records[0]["rows"] == 60
+    assert records[0]["metrics"]["accuracy"] == printed["metrics"]["accuracy"]
+    assert len(records[0]["data_sha256"]) == 64
+    assert registry.resolve("clf:1").to_json() == before  # the manifest is untouched
+    with pytest.raises(SystemExit):
+        main(["registry", "--uri", registry_uri, "show", "clf:1"])
+    assert "evaluated" in capsys.readouterr().out
+
+
+def test_field_overrides_map_other_column_names(tmp_path, tiny_bert):
+    output = trained_output(tmp_path, tiny_bert, "full", 5)
+    renamed = [{"review": r["text"], "sentiment": r["label"]} for r in ROWS[:10]]
+    path = write_jsonl(tmp_path / "renamed.jsonl", renamed)
+    result = evaluate(
+        str(output), str(path), overrides=["data.text_field=review", "data.label_field=sentiment"]
+    )
+    assert result.rows == 10
+
+
+def causal_lm_output(tmp_path, tiny_llama):
+    out = tmp_path / "clm"
+    load_task_model(str(tiny_llama), "causal-lm", []).save_pretrained(out)
+    load_tokenizer(str(tiny_llama)).save_pretrained(out)
+    spec = {"model": {"name": str(tiny_llama), "task": "causal-lm", "max_length": 64},
+            "data": {"train": "t.jsonl"}}  # fmt: skip
+    result = {"task": "causal-lm", "strategy": "full", "labels": [], "spec": spec}
+    (out / RESULT_FILE).write_text(json.dumps(result))
+    return out
+
+
+def test_bad_input_is_refused_in_one_line(tmp_path, tiny_bert, tiny_llama, data_file):
+    output = trained_output(tmp_path, tiny_bert, "full", 6)
+    cases = [
+        ((str(output), str(tmp_path / "absent.jsonl")), "file not found"),
+        ((str(tmp_path / "no-such-run"), str(data_file)), "no such directory"),
+        (
+            (str(output), str(write_jsonl(tmp_path / "l.jsonl", [{"text": "ok", "label": "meh"}]))),
+            "row 1: label 'meh' is not one the model predicts (negative, positive)",
+        ),
+        (
+            (str(output), str(write_jsonl(tmp_path / "f.jsonl", [{"text": "no label here"}]))),
+            "needs field(s) 'label'",
+        ),
+        (
+            (str(causal_lm_output(tmp_path, tiny_llama)), str(data_file)),
+            "the model is a causal-lm model and needs field(s) 'completion'",
+        ),
+    ]
+    for args, message in cases:
+        with pytest.raises(FtrayError, match=re.escape(message)) as raised:
+            evaluate(*args)
+        assert "\n" not in str(raised.value)
