@@ -28,6 +28,8 @@ from ftray.models import load_tokenizer, resolve_model_path
 from ftray.spec import DataSpec
 
 BATCH_SIZE = 32
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+RAY_ROWS = 20_000  # files larger than this are scored in Ray tasks, one per CPU of the cluster
 MAX_ERRORS_SHOWN = 5
 DEFAULT_MAX_LENGTH = 512  # for a spec that records none (a model pushed from outside ftray)
 
@@ -98,8 +100,13 @@ def evaluate(
     errors: int = MAX_ERRORS_SHOWN,
     record: bool = False,
     plot_dir: str | Path | None = None,
+    shards: int | None = None,
+    address: str | None = None,
 ) -> Evaluation:
-    """Score `target` (registry ref or output directory) on the labelled rows of `data_file`."""
+    """Score `target` (registry ref or output directory) on the labelled rows of `data_file`.
+
+    `shards`: Ray tasks to spread the rows over (default: one per cluster CPU for files over
+    RAY_ROWS rows, else none: loading the model in a task costs more than it saves)."""
     from registry.cache import sha256_file
 
     started = time.perf_counter()
@@ -109,7 +116,18 @@ def evaluate(
     rows = read_rows(str(path), data.format, "data file")
     check_task_fields(rows[0], model.files.task, data, path.name)
     examples = normalize(rows, model.files.task, data, path.name)
-    scores = score_examples(model.files, examples, data, model.max_length, where=path.name)
+    if shards is None:
+        shards = 0 if len(examples) > RAY_ROWS else 1
+    if shards == 1:
+        scores = score_examples(model.files, examples, data, model.max_length, path.name)
+    else:
+        from ftray.runtime import cluster_capacity, ray_runtime
+
+        with ray_runtime(address):
+            shards = shards or max(1, int(cluster_capacity().get("CPU", 1)))
+            scores = score_examples(
+                model.files, examples, data, model.max_length, path.name, shards
+            )
     result = Evaluation(
         model=model.name,
         data=str(path.resolve()),
@@ -128,6 +146,25 @@ def evaluate(
     if record:
         result.recorded = record_evaluation(model, result, registry_uri)
     return result
+
+
+def _score(
+    model: EvaluatedModel,
+    examples: list[dict[str, Any]],
+    data: DataSpec,
+    where: str,
+    shards: int | None,
+    address: str | None,
+) -> Scores:
+    if shards is None:
+        shards = 0 if len(examples) > RAY_ROWS else 1
+    if shards == 1:
+        return score_examples(model.files, examples, data, model.max_length, where)
+    from ftray.runtime import cluster_capacity, ray_runtime
+
+    with ray_runtime(address):
+        shards = shards or max(1, int(cluster_capacity().get("CPU", 1)))
+        return score_examples(model.files, examples, data, model.max_length, where, shards)
 
 
 def resolve_target(target: str, registry_uri: str | None) -> EvaluatedModel:
@@ -227,10 +264,42 @@ def score_examples(
     data: DataSpec,
     max_length: int,
     where: str = "data",
+    shards: int = 1,
 ) -> Scores:
-    """Metrics of the model in `files` over `examples` (normalised rows), overall and per slice."""
+    """Metrics of the model in `files` over `examples` (normalised rows), overall and per slice.
+
+    With `shards` > 1 the rows are split into that many Ray tasks, each loading the model and
+    counting its share; the counts are summed, so the metrics are those of the whole file."""
     _check_labels(examples, files, where)
     groups = sorted({e["group"] for e in examples}) if data.group_field else []
+    size = -(-len(examples) // max(shards, 1))
+    pieces = [(start, examples[start : start + size]) for start in range(0, len(examples), size)]
+    if len(pieces) > 1:
+        import ray
+
+        task = ray.remote(num_cpus=1)(_score_shard)
+        parts = ray.get(
+            [task.remote(files, rows, start, data, groups, max_length) for start, rows in pieces]
+        )
+    else:
+        parts = [_score_shard(files, examples, 0, data, groups, max_length)]
+    evaluator, scored = parts[0]
+    for other, rows in parts[1:]:
+        evaluator.merge(other)
+        scored += rows
+    confusion = evaluator.cm.tolist() if files.task == "sequence-classification" else None
+    return Scores(evaluator.compute(), confusion, scored)
+
+
+def _score_shard(
+    files: ModelFiles,
+    examples: list[dict[str, Any]],
+    offset: int,
+    data: DataSpec,
+    groups: list[str],
+    max_length: int,
+) -> tuple[Any, list[ScoredRow]]:
+    """One shard's evaluator counts and per-row outcomes (rows numbered from `offset`)."""
     model, logit_offset = load_model(files)
     tokenizer = load_tokenizer(str(files.directory))
     features = encode(examples, files.task, tokenizer, files.labels, groups, max_length)
@@ -240,18 +309,12 @@ def score_examples(
     with torch.no_grad():
         for start in range(0, len(features), BATCH_SIZE):
             batch = collate(features[start : start + BATCH_SIZE])
-            inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask")}
-            if "token_type_ids" in batch:
-                inputs["token_type_ids"] = batch["token_type_ids"]
+            inputs = {k: v for k, v in batch.items() if k in MODEL_INPUTS}
             logits = model(**inputs).logits.float()
             logits = logits[:, logit_offset:] if logit_offset else logits
             evaluator.add(logits, batch)
-            scored += _rows(files, examples, start, logits, batch["labels"])
-    result = evaluator.compute()
-    confusion = None
-    if files.task == "sequence-classification":
-        confusion = evaluator.cm.tolist()  # type: ignore[attr-defined]
-    return Scores(result, confusion, scored)
+            scored += _rows(files, examples, start, logits, batch["labels"], offset)
+    return evaluator, scored
 
 
 def _check_labels(examples: list[dict[str, Any]], files: ModelFiles, where: str) -> None:
@@ -274,7 +337,10 @@ def _rows(
     start: int,
     logits: torch.Tensor,
     labels: torch.Tensor,
+    offset: int,
 ) -> list[ScoredRow]:
+    """Each row of the batch at `start` of this shard; row numbers count from the file's top."""
+    first = offset + start + 1
     if files.task == "sequence-classification":
         probabilities = logits.softmax(dim=-1)
         rows = []
@@ -283,7 +349,7 @@ def _rows(
             predicted = files.labels[best]
             rows.append(
                 ScoredRow(
-                    start + i + 1,
+                    first + i,
                     example["text"],
                     example["label"],
                     predicted,
@@ -294,7 +360,7 @@ def _rows(
         return rows
     if files.task == "token-classification":
         return [
-            _tagged_row(files.labels, examples[start + i], logits[i], labels[i], start + i + 1)
+            _tagged_row(files.labels, examples[start + i], logits[i], labels[i], first + i)
             for i in range(logits.shape[0])
         ]
     return []  # causal LM: loss and perplexity only

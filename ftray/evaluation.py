@@ -36,6 +36,11 @@ class Evaluator(ABC):
             t.copy_(flat[offset : offset + t.numel()].reshape(t.shape).to(t.dtype))
             offset += t.numel()
 
+    def merge(self, other: Evaluator) -> None:
+        """Add another evaluator's counts (a shard scored elsewhere) to this one's."""
+        for mine, theirs in zip(self._counts(), other._counts(), strict=True):
+            mine += theirs
+
     def compute(self) -> dict:
         loss_sum, count = self.loss.tolist()
         result = {"val_loss": loss_sum / count if count else float("nan")}

@@ -57,10 +57,13 @@ def test_the_grid_uses_each_strategy_default_learning_rate(tmp_path, tiny_bert):
 
 @pytest.mark.slow
 def test_a_small_comparison_writes_three_agreeing_files(tmp_path, tiny_bert):
-    spec = make_spec(
-        sentiment_raw(tiny_bert, scaling={"num_workers": 1}, train={"epochs": 1, "batch_size": 64}),
-        tmp_path,
+    raw = sentiment_raw(
+        tiny_bert, scaling={"num_workers": 1}, train={"epochs": 1, "batch_size": 64}
     )
+    # The validation file again as the test split: scored on the driver by `ftray eval`'s code,
+    # each row's test accuracy must equal the validation accuracy the trial reported.
+    raw["data"]["test"] = raw["data"]["validation"]
+    spec = make_spec(raw, tmp_path)
     with ray_runtime():
         report = compare(
             spec, ["full", "adapter"], [0.5, 1.0], out=tmp_path / "out", progress=False
@@ -82,6 +85,7 @@ def test_a_small_comparison_writes_three_agreeing_files(tmp_path, tiny_bert):
         checkpoint = best_exported_checkpoint(str(experiment / "trials" / f"trial-{row['trial']}"))
         evaluation = json.loads(storage.read_text(storage.join(checkpoint, MODEL_DIR, EVAL_FILE)))
         assert row["accuracy"] == evaluation["accuracy"] and row["f1"] == evaluation["f1"]
+        assert row["test_accuracy"] == pytest.approx(row["accuracy"], abs=1e-9)
         assert row["train_val_gap"] == pytest.approx(
             evaluation["train_accuracy"] - evaluation["accuracy"]
         )
@@ -92,6 +96,7 @@ def test_a_small_comparison_writes_three_agreeing_files(tmp_path, tiny_bert):
             if text.startswith(f"| {row['strategy']} | {row['fraction']:g} |")
         )
         assert f"{row['accuracy']:.4f}" in line and f"{row['f1']:.4f}" in line
+        assert line.rstrip(" |").endswith(f"{row['test_accuracy']:.4f}")
         assert row["peak_memory_mb"] > 0 and row["samples_per_second"] > 0 and row["wall_s"] > 0
     full = [r for r in stored["rows"] if r["strategy"] == "full"]
     adapter = [r for r in stored["rows"] if r["strategy"] == "adapter"]

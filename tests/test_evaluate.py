@@ -122,3 +122,24 @@ def test_bad_input_is_refused_in_one_line(tmp_path, tiny_bert, tiny_llama, data_
         with pytest.raises(FtrayError, match=re.escape(message)) as raised:
             evaluate(*args)
         assert "\n" not in str(raised.value)
+
+
+def test_scoring_in_ray_tasks_counts_the_whole_file(tmp_path, tiny_bert, data_file):
+    from ftray.runtime import ray_runtime
+
+    output = trained_output(tmp_path, tiny_bert, "adapter", 8)
+    in_process = evaluate(str(output), str(data_file), overrides=["data.group_field=group"])
+    with ray_runtime():
+        sharded = evaluate(
+            str(output), str(data_file), overrides=["data.group_field=group"], shards=3
+        )
+    assert rounded(sharded.metrics) == rounded(in_process.metrics)
+    assert sharded.confusion == in_process.confusion
+    assert [e["index"] for e in sharded.errors] == [e["index"] for e in in_process.errors]
+
+
+def rounded(value):
+    """Metrics with floats rounded: summing counts in another order may move the last digit."""
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    return round(value, 6) if isinstance(value, float) else value

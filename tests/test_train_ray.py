@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 import torch
-from conftest import EXAMPLES, ROOT, make_spec, ner_raw, sentiment_raw
+from conftest import EXAMPLES, ROOT, TEMPLATED, make_spec, ner_raw, sentiment_raw
 
 from ftray.checkpointing import TRAINER_STATE
 from ftray.data import load_splits
@@ -58,12 +58,21 @@ def accuracy_in_process(model_dir: Path, spec) -> float:
 def test_two_workers_zero0_evaluate_the_whole_validation_set(tmp_path, tiny_bert):
     spec = make_spec(
         sentiment_raw(
-            tiny_bert, scaling={"num_workers": 2}, train={"epochs": 2, "learning_rate": 3e-3}
+            tiny_bert,
+            scaling={"num_workers": 2},
+            train={"epochs": 2, "learning_rate": 3e-3},
+            # The validation file again as the test split: scored once on the driver after
+            # training, it must give the validation metrics the workers reported.
+            data={"test": str(TEMPLATED / "templated-sentiment/validation.jsonl")},
         ),
         tmp_path,
     )
     result = train(spec, progress=False)
     assert result["resumed_from"] is None and result["epochs_run"] == 2
+    for key in ("accuracy", "f1", "precision", "recall"):
+        assert result["test_metrics"][key] == pytest.approx(result["metrics"][key], abs=1e-9)
+    assert result["test_metrics"]["val_loss"] == pytest.approx(result["metrics"]["val_loss"])
+    assert result["test_examples"] == 400
     assert [row["step"] for row in result["history"]] == [25, 50]  # 1600 / (2 workers x 32)
     output = Path(result["output_dir"])
     assert json.loads((output / RESULT_FILE).read_text())["run"] == result["run"]

@@ -58,6 +58,7 @@ def test_asha_over_two_strategies_registers_a_winner_that_predicts(tmp_path, tin
         "register_as": "tuned",
         "aliases": ["candidate"],
     }
+    raw["data"]["test"] = raw["data"]["validation"]  # scored once, on the winner only
     result = tune(make_spec(raw), progress=False)
 
     rows = result["leaderboard"]
@@ -74,6 +75,11 @@ def test_asha_over_two_strategies_registers_a_winner_that_predicts(tmp_path, tin
     registry = Registry.open(str(tmp_path / "registry"), BlobCache(tmp_path / "cache"))
     manifest = registry.resolve("tuned@candidate")
     assert manifest.lineage["experiment"] == result["experiment"]
+    # Same data as validation, so the test metrics repeat the winner's validation metrics.
+    assert manifest.test_metrics["val_loss"] == pytest.approx(result["best"]["metrics"]["val_loss"])
+    assert result["best"]["test_metrics"]["accuracy"] == pytest.approx(
+        result["best"]["metrics"]["accuracy"], abs=1e-9
+    )
     assert (
         manifest.lineage["trial"] == rows[0]["trial"]
         and manifest.lineage["config"] == rows[0]["config"]

@@ -7,7 +7,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from ftray.cli.base import JSON_OPTION, SET_OPTION, cli, emit, stdout
+from ftray.cli.base import ADDRESS_OPTION, JSON_OPTION, SET_OPTION, cli, emit, stdout
 
 
 @cli.command("eval")
@@ -24,6 +24,13 @@ from ftray.cli.base import JSON_OPTION, SET_OPTION, cli, emit, stdout
     type=click.Path(file_okay=False),
     help="Where confusion_matrix.png goes (classification).",
 )
+@click.option(
+    "--shards",
+    type=int,
+    default=None,
+    help="Ray tasks to score in (default: 1, or one per cluster CPU over 20,000 rows).",
+)
+@ADDRESS_OPTION
 @JSON_OPTION
 def evaluate_command(
     target: str,
@@ -33,6 +40,8 @@ def evaluate_command(
     record: bool,
     errors: int,
     plot_dir: str,
+    shards: int | None,
+    address: str | None,
     as_json: bool,
 ) -> None:
     """Score REF_OR_RUN (NAME:VERSION, NAME@ALIAS or a run's output directory) on DATA, a
@@ -47,6 +56,8 @@ def evaluate_command(
         errors=errors,
         record=record,
         plot_dir=plot_dir,
+        shards=shards,
+        address=address,
     )
     emit(result.to_dict(), as_json, render_evaluation)
 
