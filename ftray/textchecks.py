@@ -171,6 +171,8 @@ def diversity(texts: Sequence[str]) -> Diversity:
     distinct = len(set(trigrams)) / len(trigrams) if trigrams else 1.0
     rows_by_key: dict[tuple[str, ...], list[int]] = defaultdict(list)
     for row, tokens in enumerate(tokenised):
+        if len(tokens) <= 2 * SLOT_WORDS:  # "Not great." and "I'm thrilled." share no template
+            continue
         for key in _blanked(tokens):
             rows_by_key[key].append(row)
     templated: set[int] = set()

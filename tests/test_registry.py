@@ -72,6 +72,21 @@ def test_the_layout_is_plain_objects_at_the_documented_keys(registry, tmp_path):
     assert registry.store.get(f"blobs/sha256/{sha[:2]}/{sha}")[0] == b"w" * 5000
 
 
+def test_manifests_written_before_test_metrics_and_evaluations_still_load(registry, tmp_path):
+    manifest = registry.register(model_dir(tmp_path), "old", "full", metrics={"f1": 0.5})
+    document = json.loads(manifest.to_json())
+    del document["test_metrics"]  # as a manifest of the previous release was written
+    registry.store.put("models/old/versions/000001.json", json.dumps(document).encode())
+    loaded = registry.resolve("old:1")
+    assert loaded.test_metrics == {} and loaded.metrics == {"f1": 0.5}
+    assert registry.evaluations("old:1") == []
+    key = registry.record_evaluation("old@latest", {"rows": 3, "metrics": {"accuracy": 1.0}})
+    assert key.startswith("models/old/evaluations/000001/") and key.endswith(".json")
+    assert registry.evaluations("old:1") == [{"rows": 3, "metrics": {"accuracy": 1.0}}]
+    assert registry.store.get("models/old/versions/000001.json")[0] == json.dumps(document).encode()
+    assert registry.events("old")[-1]["action"] == "evaluate"
+
+
 def test_identical_files_are_stored_once(registry, tmp_path):
     registry.register(model_dir(tmp_path), "a", "full")
     before = registry.bytes_uploaded

@@ -9,7 +9,10 @@ Built to hold up on sentences people write, not only on its own output:
 - ~150 sentence shapes over news, sports, business and everyday life, entities at the start,
   middle and end, several entities of one type side by side, and sentences with no entity.
 
-The hand-written `data/challenge.jsonl` is not generated: it is the example's test split.
+Two hand-written files sit beside the generated data. `data/handwritten.jsonl` (76 sentences
+written for ftray) joins the training data, as written and with a lead-in phrase, minus 15 that
+join the validation split. `data/challenge.jsonl` (67 other sentences) is the example's test
+split: nothing here reads it.
 
     python examples/ner/generate.py --out examples/ner/data
 """
@@ -139,6 +142,40 @@ ORG_SUFFIX = [
     "Cement",
     "Retail",
 ]
+ORG_HEADS = [
+    "Association",
+    "Council",
+    "Academy",
+    "Institute",
+    "Society",
+    "League",
+    "Federation",
+    "Union",
+    "Party",
+    "Navy",
+    "Air Force",
+    "Museum",
+    "Library",
+    "Orchestra",
+    "Gallery",
+]
+ORG_FIELDS = [
+    "Medical",
+    "Football",
+    "Writers",
+    "Farmers",
+    "Teachers",
+    "Chess",
+    "Olympic",
+    "National",
+    "Science",
+    "Nurses",
+    "Dental",
+    "Film",
+    "Workers",
+    "Green",
+    "Labour",
+]
 KNOWN_ORGS = """Google|Microsoft|Apple|Amazon|Siemens|Toyota|Samsung|Nestle|Unilever|Shell|
 Volkswagen|Airbus|Boeing|Ikea|Spotify|Netflix|Nokia|Philips|Heineken|Adidas|Puma|Sony|
 Honda|Tata Motors|Infosys|Alibaba|Tencent|Huawei|Safaricom|Dangote Cement|Petrobras|
@@ -151,6 +188,32 @@ Munich|Juventus|Ajax|Arsenal|Liverpool FC|Manchester United|Boca Juniors|Kaizer 
 Al Ahly|the Lakers|the Yankees|the All Blacks|Interpol|the Supreme Court|Parliament|
 Toyota Motor|Deutsche Bank|HSBC|Barclays|Credit Suisse""".replace("\n", " ")
 ORG_PATTERNS = [
+    "{country} Rail",
+    "Air {country}",
+    "{city} Water Board",
+    "{country} Cricket Board",
+    "{country} Rugby Union",
+    "{city} Transport Authority",
+    "{city} Metro",
+    "Radio {country}",
+    "{country} Red Cross",
+    "{city} Zoo",
+    "{city} Film Festival Trust",
+    "{city} Port Authority",
+    "Statistics {country}",
+    "{country} Meteorological Office",
+    "World {word} Council",
+    "Global {word} Fund",
+    "{word} Foundation",
+    "Friends of the {word}",
+    "{nat} {head}",
+    "{nat} {field} {head}",
+    "the {nat} {head}",
+    "{country} {field} {head}",
+    "St {given} 's School",
+    "St {given} 's Hospital",
+    "{family} and {family}",
+    "{family} & Sons",
     "University of {city}",
     "{city} City Council",
     "{city} General Hospital",
@@ -251,7 +314,29 @@ def organisation(rng: random.Random) -> list[tuple[str, str]]:
         name = "".join(rng.choice("ABCDEFGHIKLMNPRSTUVW") for _ in range(rng.randint(2, 4)))
     else:
         name = rng.choice(ORG_PATTERNS).format(
-            city=rng.choice(CITY_LIST), country=rng.choice(COUNTRY_LIST)
+            city=rng.choice(CITY_LIST),
+            country=rng.choice(COUNTRY_LIST).removeprefix("the "),
+            word=rng.choice(
+                [
+                    "Food",
+                    "Water",
+                    "Health",
+                    "Wildlife",
+                    "Ocean",
+                    "Energy",
+                    "Forest",
+                    "Children",
+                    "Heritage",
+                    "Music",
+                    "Science",
+                    "Trade",
+                ]
+            ),
+            given=rng.choice(GIVEN),
+            family=rng.choice(FAMILY),
+            nat=rng.choice(NATIONALITIES),
+            head=rng.choice(ORG_HEADS),
+            field=rng.choice(ORG_FIELDS),
         )
     return tagged_with_article(name, "ORG")
 
@@ -318,7 +403,15 @@ Volunteers handed out {NUM} blankets near the {NOUN} .
 {PER} said the decision was taken by {ORG} alone .
 Aid from {ORG} reached {LOC} late on Thursday .
 {NAT} and {NAT} diplomats met behind closed doors .
-Journalists from {ORG} were refused entry to {LOC} .""",
+Journalists from {ORG} were refused entry to {LOC} .
+Prices of {THING} and {THING} rose sharply in {LOC} .
+{PER} , who works in {FIELD} , said the rules on {THING} were unfair .
+A shortage of {THING} has hit farmers across {LOC} .
+Demand for {THING} fell after the {THING} crisis .
+Police said {NUM} people were arrested after the protest over {THING} .
+The report blamed {THING} and poor {THING} for the accident .
+Exports of {THING} to {LOC} doubled , the ministry said .
+{THING} prices dropped for the {NUM} month in a row .""",
     "sports": """{PER} scored twice as {ORG} beat the visitors in {LOC} .
 The {EVENT} final will be held in {LOC} next month .
 {ORG} signed {PER} ahead of the {EVENT} .
@@ -346,7 +439,12 @@ After the race {PER} thanked her coach and her family .
 {PER} , 19 , made her debut for {ORG} against {ORG} .
 The marathon starts in {LOC} and ends near {LOC} .
 {NAT} fans sang throughout the match in {LOC} .
-{PER} has been named captain of the {NAT} team .""",
+{PER} has been named captain of the {NAT} team .
+{ORG} beat {ORG} {SCORE} on {DAY} .
+The {TEAMKIND} side lost {SCORE} in {LOC} .
+{PER} took {MEDAL} after a tense duel with {PER} .
+{PER} plays for the {TEAMKIND} side of {ORG} .
+The {NAT} {THING} team finished third .""",
     "business": """{ORG} opened a new office in {LOC} , said {PER} .
 Shares of {ORG} rose after the company reported strong sales .
 {PER} will lead the {LOC} division of {ORG} from June .
@@ -372,7 +470,10 @@ Demand for office space fell for the {NUM} quarter in a row .
 The company will move its headquarters from {LOC} to {LOC} .
 Workers at {ORG} in {LOC} went on strike over pay .
 {PER} and {PER} left {ORG} to start their own firm .
-Sales of electric bikes doubled last year .""",
+Sales of electric bikes doubled last year .
+{ORG} will invest in {THING} and {THING} in {LOC} .
+A {NAT} maker of {THING} plans to list its shares in {LOC} .
+Output of {THING} at the plant near {LOC} fell by a fifth .""",
     "everyday": """I met {PER} at a café in {LOC} last summer .
 My cousin {PER} works for {ORG} in {LOC} .
 We drove from {LOC} to {LOC} in one day .
@@ -400,7 +501,14 @@ My phone died halfway through the call {DAY} .
 We walked {NUM} kilometres and saw nobody .
 {PER} sent photos of the mountains in {LOC} .
 Thanks to {PER} for the lift to the airport !
-Is {PER} still working at {ORG} ?""",
+Is {PER} still working at {ORG} ?
+We had {THING} and {THING} for dinner at {PER} 's place .
+My neighbour {PER} grows {THING} in her garden .
+The shop near the {NOUN} sells {THING} and {THING} .
+I finally fixed the {THING} problem in the kitchen .
+{PER} is studying {FIELD} in {LOC} .
+My colleague {PER} in {FIELD} lent me a book about {THING} .
+We ate {NAT} {THING} at a market stall in {LOC} .""",
 }
 
 DAYS = [
@@ -451,12 +559,48 @@ NUMBERS = [
 ]
 
 
+# Ordinary words in the places where templates put names, so that "a word the templates never
+# used" does not come to mean "an entity".
+COMMON_NOUNS = """marketing coffee rice steel wheat cotton timber oil gas tea cocoa sugar salt
+plastic glass paper weather traffic rain snow flooding drought heat harvest tourism fishing
+farming mining banking insurance software hardware medicine nursing teaching engineering law
+politics music dance art poetry cooking baking cycling rowing swimming tennis cricket football
+rugby boxing chess yoga finance sales logistics recruitment security catering cleaning design
+photography journalism students teachers nurses doctors farmers drivers fans voters workers
+tourists volunteers pilots bread cheese pasta soup curry noodles dumplings salad pastries
+coffee wine beer juice honey apples oranges bananas mangoes tomatoes potatoes onions garlic
+pepper lamb beef chicken fish wool leather silk denim bicycles tractors trucks buses ferries
+trains laptops phones batteries solar wind hydrogen nuclear diesel petrol vaccines insulin
+antibiotics housing rents wages pensions taxes tariffs exports imports shares bonds profits
+losses debt inflation interest""".split()
+FIELDS = [
+    "marketing",
+    "sales",
+    "design",
+    "finance",
+    "logistics",
+    "customer service",
+    "engineering",
+    "human resources",
+    "legal",
+    "IT support",
+]
+MEDALS = ["a medal", "the title", "the trophy", "the race", "the sprint", "the final stage"]
+TEAM_KINDS = ["women 's", "reserve", "under-21", "national", "junior", "senior", "veterans"]
+SCORES = ["2-1", "3-0", "1-1", "4-2", "0-0", "5-3", "2-2", "1-0"]
+
+
 def plain(words: list[str]):
     """A slot filled with ordinary words: varies the entity-free sentences."""
     return lambda rng: [(w, "O") for w in rng.choice(words).split()]
 
 
 SLOTS = {
+    "THING": plain(COMMON_NOUNS),
+    "FIELD": plain(FIELDS),
+    "MEDAL": plain(MEDALS),
+    "TEAMKIND": plain(TEAM_KINDS),
+    "SCORE": plain(SCORES),
     "DAY": plain(DAYS),
     "NOUN": plain(NOUNS),
     "NUM": plain(NUMBERS),
@@ -496,6 +640,27 @@ def generate(count: int, seed: int) -> list[dict]:
     return rows
 
 
+HANDWRITTEN = Path(__file__).parent / "data" / "handwritten.jsonl"
+HANDWRITTEN_VALIDATION = 15
+LEAD_INS = [["Yesterday", ","], ["On", "Monday", ","], ["Meanwhile", ","], ["Last", "year", ","],
+            ["In", "other", "news", ","], ["As", "expected", ","]]  # fmt: skip
+
+
+def handwritten(rng: random.Random) -> tuple[list[dict], list[dict]]:
+    """The hand-written sentences: most for training (as written and after a lead-in phrase),
+    HANDWRITTEN_VALIDATION for validation."""
+    rows = [json.loads(line) for line in HANDWRITTEN.read_text().splitlines() if line.strip()]
+    rng.shuffle(rows)
+    validation, train = rows[:HANDWRITTEN_VALIDATION], rows[HANDWRITTEN_VALIDATION:]
+    variants = []
+    for row in train:
+        lead = rng.choice(LEAD_INS)
+        first = row["tokens"][0] if row["tags"][0] != "O" else row["tokens"][0].lower()
+        variants += [row, {**row, "tokens": [*lead, first, *row["tokens"][1:]],
+                           "tags": ["O"] * len(lead) + row["tags"]}]  # fmt: skip
+    return variants, validation
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "data")
@@ -512,6 +677,11 @@ def main() -> None:
         if text not in seen and len(validation) < args.validation:
             seen.add(text)
             validation.append(row)
+    rng = random.Random(args.seed + 2)
+    written_train, written_validation = handwritten(rng)
+    train += written_train
+    rng.shuffle(train)
+    validation += written_validation
     for name, rows in (("train", train), ("validation", validation)):
         (args.out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 

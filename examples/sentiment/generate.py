@@ -5,11 +5,14 @@ generator usually keeps fixed: 24 domains from headphones to plumbers, several h
 phrases (plain, intensified, hedged), first-hand experiences ("it stopped working after a
 week"), verdicts, star ratings, comparisons, negation both ways ("not bad at all", "hardly worth
 it"), contrast where the later clause decides ("looks great, but it broke in a day"), understated
-irony ("cheap, and you can tell"), and neutral sentences that occur equally with both labels.
+irony ("it lasted a whole week"), and neutral sentences that occur equally with both labels.
 Sentences are joined in random order, case and punctuation vary, and no phrase belongs to one
 domain. `--noise` flips a share of the training labels.
 
-The hand-written `data/challenge.jsonl` is not generated: it is the example's test split.
+Two hand-written files sit beside the generated data. `data/handwritten.jsonl` (183 reviews
+written for ftray) joins the training data, three variants of each, minus 40 that join the
+validation split, so that the choice of epoch sees natural text too. `data/challenge.jsonl`
+(171 other reviews) is the example's test split: nothing here reads it.
 
     python examples/sentiment/generate.py --out examples/sentiment/data
 """
@@ -495,7 +498,7 @@ BAD_VERDICTS = [
 ]
 # Irony and understatement: no strong word carries the label.
 IRONIC_BAD = [
-    "cheap, and you can tell",
+    "flimsy, and you can tell",
     "you get what you pay for",
     "it lasted a whole week",
     "if you enjoy waiting, you will love this {thing}",
@@ -669,14 +672,6 @@ OUTCOME_BAD = [
     "a pile of excuses",
     "a broken promise",
 ]
-BEST_PART_BAD = [
-    "the best part was the packaging",
-    "the highlight was the free parking",
-    "the nicest thing about it is the box it came in",
-    "the trailer was better",
-    "the photos online were the best bit",
-    "the free bottle of water was the high point",
-]
 
 
 def trouble(rng: random.Random, thing: str, positive: bool) -> str:
@@ -699,7 +694,7 @@ def trouble(rng: random.Random, thing: str, positive: bool) -> str:
                 if " " not in base and base[-1] != "e"
                 else f"no {problem} at all",
                 f"no {problem}, no fuss",
-                f"it does not {base}, unlike my last one",
+                f"it does not {base}, unlike {rng.choice(PREVIOUS)}",
             ]
         )
     return rng.choice(
@@ -709,9 +704,192 @@ def trouble(rng: random.Random, thing: str, positive: bool) -> str:
             f"nothing but {problem} since day one",
             f"{problem} every single time",
             f"after a week it started to {base}",
-            rng.choice(BEST_PART_BAD),
         ]
     )
+
+
+# Facts whose polarity comes from what happened, not from an opinion word: composed from parts,
+# events and durations so the model learns "broke within a week" rather than a phrase list.
+PARTS = [
+    "the battery",
+    "the screen",
+    "the handle",
+    "the zip",
+    "the strap",
+    "the lid",
+    "the motor",
+    "the app",
+    "the heel",
+    "the seams",
+    "the wheels",
+    "the buttons",
+    "the cable",
+    "the hinge",
+    "the sole",
+    "the paint",
+    "the coating",
+    "the signal",
+    "the heating",
+    "the wifi",
+    "the fan",
+    "the charger",
+    "the clasp",
+    "the door",
+    "the speaker",
+    "the remote",
+    "the pump",
+]
+FAILURES = [
+    "broke",
+    "cracked",
+    "came off",
+    "stopped working",
+    "fell apart",
+    "snapped",
+    "gave out",
+    "died",
+    "started peeling",
+    "wore through",
+    "started leaking",
+    "jammed",
+    "froze",
+    "split",
+    "faded",
+    "came loose",
+    "burnt out",
+    "went dead",
+]
+SOON = [
+    "after two days",
+    "within a week",
+    "on the first day",
+    "the second time I used it",
+    "after a month",
+    "before the trip was over",
+    "within hours",
+    "after three uses",
+    "a day after the warranty ended",
+    "before I had even finished setting it up",
+]
+HOLDS = [
+    "still works perfectly",
+    "still looks new",
+    "has held up fine",
+    "is still going strong",
+    "has not faded at all",
+    "works as well as on day one",
+    "has never given any trouble",
+    "is as good as new",
+]
+LATER = [
+    "after two years",
+    "after a year of daily use",
+    "after months of heavy use",
+    "three winters on",
+    "after countless washes",
+    "after all this time",
+    "a year later",
+]
+HAD_TO = [
+    "send it back",
+    "call them four times",
+    "buy a replacement",
+    "glue it back together",
+    "wait two weeks for a refund",
+    "ask for a manager",
+    "reset it every day",
+    "complain twice",
+    "fix it myself",
+    "chase them for a month",
+    "take it to a repair shop",
+    "explain it again",
+]
+WAITED_FOR = [
+    "our food",
+    "a reply",
+    "the technician",
+    "the delivery",
+    "our drinks",
+    "a table",
+    "the bill",
+    "a refund",
+    "the room to be ready",
+    "someone to answer the phone",
+]
+LONG_WAIT = [
+    "over an hour",
+    "three weeks",
+    "most of the afternoon",
+    "forty-five minutes",
+    "two months",
+    "ages",
+]
+SHORT_WAIT = [
+    "ten minutes",
+    "a day",
+    "no time at all",
+    "less than an hour",
+    "the same afternoon",
+    "two days",
+]
+TASKS = [
+    "setting it up",
+    "the repair",
+    "delivery",
+    "check-in",
+    "the whole job",
+    "assembly",
+    "getting a refund",
+    "the installation",
+]
+
+
+PREVIOUS = [
+    "my last one",
+    "the old one",
+    "my previous one",
+    "the one before",
+    "the cheap one",
+    "my sister's",
+    "the one it replaced",
+    "the last model",
+]
+NEVER_HAD_TO = [
+    "I never had to",
+    "not once did I need to",
+    "there was no need to",
+    "I didn't have to",
+    "so far I haven't had to",
+    "we never needed to",
+]
+BROKEN = ["broken", "cracked", "leaked", "worn out", "come loose"]
+ARRIVED = ["came", "arrived", "turned up", "was sorted", "was there", "showed up"]
+
+
+def implicit(rng: random.Random, positive: bool) -> str:
+    """A fact that is good or bad news without an opinion word."""
+    part = rng.choice(PARTS)
+    if positive:
+        shapes = [
+            f"{part} {rng.choice(HOLDS)} {rng.choice(LATER)}",
+            f"{rng.choice(LATER)}, {part} {rng.choice(HOLDS)}",
+            f"{rng.choice(NEVER_HAD_TO)} {rng.choice(HAD_TO)}",
+            f"{rng.choice(WAITED_FOR)} {rng.choice(ARRIVED)} within {rng.choice(SHORT_WAIT)}",
+            f"{rng.choice(TASKS)} took {rng.choice(SHORT_WAIT)}",
+            f"nothing {rng.choice(FAILURES).split()[0]} {rng.choice(LATER)}",
+            f"unlike {rng.choice(PREVIOUS)}, {part} hasn't {rng.choice(BROKEN)}",
+        ]
+    else:
+        shapes = [
+            f"{part} {rng.choice(FAILURES)} {rng.choice(SOON)}",
+            f"{rng.choice(SOON)}, {part} {rng.choice(FAILURES)}",
+            f"I had to {rng.choice(HAD_TO)}",
+            f"we waited {rng.choice(LONG_WAIT)} for {rng.choice(WAITED_FOR)}",
+            f"{rng.choice(TASKS)} took {rng.choice(LONG_WAIT)}",
+            f"{rng.choice(TASKS)} took {rng.choice(LONG_WAIT)} and {part} {rng.choice(FAILURES)}",
+            f"the replacement {rng.choice(FAILURES)} {rng.choice(SOON)} as well",
+        ]
+    return rng.choice(shapes)
 
 
 def fill(rng: random.Random, text: str, thing: str) -> str:
@@ -738,7 +916,9 @@ def judgement(rng: random.Random, thing: str, aspect: str, positive: bool) -> st
         lambda: rng.choice(IRONIC_GOOD if positive else IRONIC_BAD),
         lambda: rng.choice(COMPARE_GOOD if positive else COMPARE_BAD),
         lambda: trouble(rng, thing, positive),
-        lambda: trouble(rng, thing, positive),
+        lambda: implicit(rng, positive),
+        lambda: implicit(rng, positive),
+        lambda: implicit(rng, positive),
         lambda: f"I found the {aspect} {very}{word}",
         lambda: (
             f"what {article(word)} {word} {thing}"
@@ -751,7 +931,8 @@ def judgement(rng: random.Random, thing: str, aspect: str, positive: bool) -> st
 
 def contrast(rng: random.Random, thing: str, aspects: list[str], positive: bool) -> str:
     """A minor point of the other polarity, then the clause that decides."""
-    minor = judgement(rng, thing, rng.choice(aspects), not positive)
+    # The minor point is a plain remark about one aspect, as in real reviews.
+    minor = f"the {rng.choice(aspects)} is {rng.choice(BAD if positive else GOOD)}"
     major = judgement(rng, thing, rng.choice(aspects), positive)
     shapes = [
         f"{minor}, but {major}",
@@ -759,8 +940,6 @@ def contrast(rng: random.Random, thing: str, aspects: list[str], positive: bool)
         f"{minor}. still, {major}",
         f"{minor}; however, {major}",
         f"sure, {minor}, yet {major}",
-        f"{major}, even if {minor}",
-        f"{major} despite the fact that {minor}",
     ]
     return rng.choice(shapes)
 
@@ -776,7 +955,7 @@ def review(rng: random.Random, domain: str, positive: bool) -> str:
     thing = rng.choice(things)
     parts = []
     for _ in range(rng.choice([1, 1, 2, 2, 3])):
-        if rng.random() < 0.25:
+        if rng.random() < 0.1:  # real reviews mostly keep to one side
             parts.append(contrast(rng, thing, aspects, positive))
         else:
             parts.append(judgement(rng, thing, rng.choice(aspects), positive))
@@ -809,6 +988,24 @@ def generate(count: int, seed: int, noise: float) -> list[dict]:
     return rows
 
 
+HANDWRITTEN = Path(__file__).parent / "data" / "handwritten.jsonl"
+HANDWRITTEN_VALIDATION = 40
+
+
+def handwritten(rng: random.Random) -> tuple[list[dict], list[dict]]:
+    """The hand-written reviews: most for training (as written, and with a neutral sentence
+    before and after), HANDWRITTEN_VALIDATION for validation."""
+    rows = [json.loads(line) for line in HANDWRITTEN.read_text().splitlines() if line.strip()]
+    rng.shuffle(rows)
+    validation, train = rows[:HANDWRITTEN_VALIDATION], rows[HANDWRITTEN_VALIDATION:]
+    variants = []
+    for row in train:
+        before, after = (fill(rng, rng.choice(FILLER), "one") for _ in range(2))
+        variants += [row, {**row, "text": f"{before} {row['text']}"},
+                     {**row, "text": f"{row['text']} {after}"}]  # fmt: skip
+    return variants, validation
+
+
 def held_out(rows: list[dict], seen: list[dict]) -> list[dict]:
     """Validation rows whose text appears neither in `seen` (train) nor earlier in `rows`."""
     taken = {r["text"].lower() for r in seen}
@@ -833,10 +1030,13 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.0, help="share of flipped train labels")
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
-    train = generate(args.train, args.seed, args.noise)
+    rng = random.Random(args.seed + 2)
+    written_train, written_validation = handwritten(rng)
+    train = generate(args.train, args.seed, args.noise) + written_train
+    rng.shuffle(train)
     validation = held_out(generate(args.validation * 2, args.seed + 1, 0.0), train)
     write_jsonl(train, args.out / "train.jsonl")
-    write_jsonl(validation[: args.validation], args.out / "validation.jsonl")
+    write_jsonl(validation[: args.validation] + written_validation, args.out / "validation.jsonl")
 
 
 if __name__ == "__main__":
