@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import resource
 import tempfile
 import time
@@ -84,13 +85,10 @@ def train_worker(spec: JobSpec, session: Session) -> None:
     trainable, total = count_parameters(model)
 
     # --- DeepSpeed engine: AdamW with decoupled weight decay (L2) and a warm-up schedule.
-    decay, no_decay = split_decay(model)
+    decay, _ = split_decay(model)  # the weight matrices: the L1 penalty's targets
     config = deepspeed_config(spec, world, bf16)
     optimizer = scheduler = None
-    groups = [
-        {"params": decay, "weight_decay": train.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    groups = param_groups(model, train, spec.learning_rate)
     if "optimizer" not in config:  # a user DeepSpeed JSON may bring its own optimizer
         optimizer = make_adamw(groups, spec.learning_rate)
     if "scheduler" not in config and optimizer is not None:
@@ -382,6 +380,35 @@ def split_decay(model: torch.nn.Module) -> tuple[list, list]:
         if param.requires_grad:
             (decay if param.ndim >= 2 else no_decay).append(param)
     return decay, no_decay
+
+
+HEAD = re.compile(r"(^|\.)(classifier|score)\.")  # the task heads transformers builds
+
+
+def param_groups(model: torch.nn.Module, train: TrainSpec, lr: float) -> list[dict[str, Any]]:
+    """AdamW groups: decayed weight matrices and undecayed biases/norms, each split into the new
+    task head (at `train.head_learning_rate` when set: a randomly initialised head learns slowly
+    at a rate chosen not to disturb pretrained weights) and the rest."""
+    head_lr = train.head_learning_rate or lr
+    groups: list[dict[str, Any]] = []
+    for decayed in (True, False):
+        for in_head in (False, True):
+            params = [
+                p
+                for name, p in model.named_parameters()
+                if p.requires_grad
+                and (p.ndim >= 2) == decayed
+                and bool(HEAD.search(name)) == in_head
+            ]
+            if params:
+                groups.append(
+                    {
+                        "params": params,
+                        "weight_decay": train.weight_decay if decayed else 0.0,
+                        "lr": head_lr if in_head else lr,
+                    }
+                )
+    return groups
 
 
 def make_adamw(groups: list[dict], lr: float) -> torch.optim.Optimizer:

@@ -93,6 +93,7 @@ class TrainSpec(Section):
     eval_batch_size: int | None = Field(None, gt=0)
     gradient_accumulation_steps: int = Field(1, gt=0)
     learning_rate: float | None = Field(None, gt=0)  # default: the strategy's own
+    head_learning_rate: float | None = Field(None, gt=0)  # the new task head; default: the same
     weight_decay: float = Field(0.01, ge=0)  # L2, decoupled (AdamW)
     l1: float = Field(0.0, ge=0)  # L1 penalty coefficient on trainable weights
     warmup_ratio: float = Field(0.1, ge=0, lt=1)

@@ -175,3 +175,21 @@ def test_too_few_examples_for_a_batch_is_a_clear_error(tmp_path, tiny_bert):
         FtrayError, match="1600 training examples over 1 workers are too few for batches of 32 x 64"
     ):
         run_local(spec, tmp_path / "run")
+
+
+def test_the_task_head_gets_its_own_learning_rate(tiny_bert):
+    from ftray.loop import param_groups
+    from ftray.models import load_task_model
+    from ftray.spec import TrainSpec
+
+    model = load_task_model(str(tiny_bert), "sequence-classification", ["a", "b"])
+    groups = param_groups(model, TrainSpec(head_learning_rate=1e-3, weight_decay=0.1), 5e-5)
+    head = {id(p) for name, p in model.named_parameters() if name.startswith("classifier.")}
+    for group in groups:
+        in_head = {id(p) in head for p in group["params"]}
+        assert len(in_head) == 1  # a group is all head or all body
+        assert group["lr"] == (1e-3 if in_head == {True} else 5e-5)
+        assert group["weight_decay"] == (0.1 if group["params"][0].ndim >= 2 else 0.0)
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    same = param_groups(model, TrainSpec(), 5e-5)
+    assert {g["lr"] for g in same} == {5e-5}

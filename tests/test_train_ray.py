@@ -241,7 +241,7 @@ def test_prompt_tuning_for_ner_on_two_workers(tmp_path, tiny_bert):
     assert {"adapter_model.safetensors"} <= {p.name for p in Path(result["output_dir"]).iterdir()}
 
 
-def test_the_sentiment_example_reaches_085_with_minilm(tmp_path):
+def test_the_sentiment_example_holds_up_on_its_hand_written_reviews(tmp_path):
     from ftray.cli import main
 
     job = EXAMPLES / "sentiment/job.yaml"
@@ -249,5 +249,7 @@ def test_the_sentiment_example_reaches_085_with_minilm(tmp_path):
         main(["train", str(job), "--set", f"checkpoint.storage_path={tmp_path}", "--json"])
     assert exited.value.code == 0
     result = json.loads(next(p for p in tmp_path.glob("*/" + RESULT_FILE)).read_text())
-    assert result["metrics"]["accuracy"] >= 0.85
-    assert result["strategy"] == "adapter" and result["trainable_pct"] < 1
+    assert result["metrics"]["accuracy"] >= 0.9  # generated validation (+40 hand-written)
+    # The 171 hand-written reviews of the test split: measured 0.89-0.91 on this machine.
+    assert result["test_examples"] == 171 and result["test_metrics"]["accuracy"] >= 0.85
+    assert result["strategy"] == "full"
