@@ -5,8 +5,9 @@
 The bundled all-MiniLM-L6-v2 fully fine-tuned over examples/sentiment (mean-pooled, as the
 checkpoint was trained) by two Ray Train workers under DeepSpeed ZeRO-2 on a local Ray instance;
 the best checkpoint registered as `sentiment` in the local registry (~/.ftray/registry, or
-$FTRAY_REGISTRY) with the alias `production`; served by Ray Serve on 127.0.0.1; asked about reviews it has never seen, then scored through the endpoint on
-the 171 hand-written reviews of examples/sentiment/data/challenge.jsonl; shut down.
+$FTRAY_REGISTRY) with the alias `production`; served by Ray Serve on 127.0.0.1; asked about
+reviews it has never seen, then scored through the endpoint on the 171 hand-written reviews of
+examples/sentiment/data/challenge.jsonl; shut down.
 """
 
 from __future__ import annotations
