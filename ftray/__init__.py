@@ -2,8 +2,9 @@
 
 The Python API under the `ftray` command:
 
-    from ftray import load_spec, train, tune, compare, check_data
+    from ftray import load_spec, train, tune, compare, check_data, evaluate
     result = train(load_spec("job.yaml", ["strategy.kind=adapter"]))
+    scores = evaluate(result["output_dir"], "held-out.jsonl")
 """
 
 from __future__ import annotations
@@ -16,7 +17,16 @@ from ftray.errors import FtrayError
 from ftray.spec import JobSpec, load_spec
 
 __version__ = "0.1.0"
-__all__ = ["FtrayError", "JobSpec", "check_data", "compare", "load_spec", "train", "tune"]
+__all__ = [
+    "FtrayError",
+    "JobSpec",
+    "check_data",
+    "compare",
+    "evaluate",
+    "load_spec",
+    "train",
+    "tune",
+]
 
 
 _ENTRY_POINTS = {
@@ -24,6 +34,7 @@ _ENTRY_POINTS = {
     "tune": "ftray.tune",
     "compare": "ftray.compare",
     "check_data": "ftray.datacheck",
+    "evaluate": "ftray.evaluate",
 }
 
 

@@ -127,10 +127,10 @@ def test_the_package_exports_functions_not_their_modules():
 
     import ftray
 
-    for module in ("ftray.train", "ftray.tune", "ftray.compare"):
+    for module in ("ftray.train", "ftray.tune", "ftray.compare", "ftray.evaluate"):
         importlib.import_module(module)  # as any code importing from them does
 
-    for name in ("train", "tune", "compare", "check_data"):
+    for name in ("train", "tune", "compare", "check_data", "evaluate"):
         assert callable(getattr(ftray, name)), name
     from ftray import train
 
