@@ -8,7 +8,7 @@ from typing import Literal
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import ROOT, sentiment_raw
+from conftest import ROOT, TEMPLATED, sentiment_raw
 from pydantic import BaseModel, ConfigDict, Field
 
 from ftray import submit as jobs
@@ -164,7 +164,7 @@ def test_the_package_carries_the_spec_and_its_data(tmp_path, tiny_bert):
     written = yaml.safe_load((packed / jobs.SPEC_FILE).read_text())
     assert written["data"]["train"] == "data/train-train.jsonl"
     assert (packed / written["data"]["train"]).read_bytes() == (
-        ROOT / "examples/sentiment/data/train.jsonl"
+        TEMPLATED / "templated-sentiment/train.jsonl"
     ).read_bytes()
     assert written["train"]["epochs"] == 2 and written["checkpoint"]["storage_path"] == (
         "s3://bucket/runs"
