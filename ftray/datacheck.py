@@ -89,12 +89,13 @@ def _held_out(splits: Splits) -> dict[str, list[dict]]:
     }
 
 
-def _text(example: dict, task: str) -> str:
+def _text(example: dict, task: str, joiner: str = " ") -> str:
+    """An example's input as one string (a causal-LM prompt and completion joined by `joiner`)."""
     if task == "sequence-classification":
         return example["text"]
     if task == "token-classification":
         return " ".join(example["tokens"])
-    return example["prompt"] + " " + example["completion"]
+    return example["prompt"] + joiner + example["completion"]
 
 
 def _near_duplicates(splits: Splits, task: str, limits: DataChecksSpec) -> Finding:
@@ -229,13 +230,7 @@ def _entity_overlap(splits: Splits, limits: DataChecksSpec) -> Finding:
 
 def _key(example: dict, task: str) -> str:
     """What makes two examples 'the same': their input, case- and whitespace-insensitive."""
-    if task == "sequence-classification":
-        text = example["text"]
-    elif task == "token-classification":
-        text = " ".join(example["tokens"])
-    else:
-        text = example["prompt"] + "\x1f" + example["completion"]
-    return re.sub(r"\s+", " ", text.strip().lower())
+    return re.sub(r"\s+", " ", _text(example, task, "\x1f").strip().lower())
 
 
 def _target(example: dict, task: str) -> str:
