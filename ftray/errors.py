@@ -1,4 +1,6 @@
-"""The one exception type users see: a single line that names the field or file at fault."""
+"""The exception types users see: a single line that names the field or file at fault."""
+
+from registry.errors import RegistryError
 
 
 class FtrayError(Exception):
@@ -6,3 +8,7 @@ class FtrayError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split()))
+
+
+# What the CLI and the endpoint report as one line rather than as a bug.
+USER_ERRORS = (FtrayError, RegistryError)

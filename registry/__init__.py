@@ -1,12 +1,20 @@
 """ftray's model registry: content-addressed blobs, versions and aliases on S3 or a directory."""
 
 from registry.cache import BlobCache, CorruptBlob
+from registry.errors import RegistryError
 from registry.refs import Ref, parse_ref, validate_name
-from registry.registry import KINDS, MANIFEST_FILE, Manifest, Registry, default_uri, open_store
+from registry.registry import (
+    KIND_PATTERN,
+    MANIFEST_FILE,
+    Manifest,
+    Registry,
+    default_uri,
+    open_store,
+)
 from registry.store import NotFound, ObjectInfo, ObjectStore, PreconditionFailed, StoreError
 
 __all__ = [
-    "KINDS",
+    "KIND_PATTERN",
     "MANIFEST_FILE",
     "BlobCache",
     "CorruptBlob",
@@ -17,6 +25,7 @@ __all__ = [
     "PreconditionFailed",
     "Ref",
     "Registry",
+    "RegistryError",
     "StoreError",
     "default_uri",
     "open_store",

@@ -14,12 +14,12 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from ftray.errors import FtrayError
+from registry.errors import RegistryError
 
 CHUNK = 1024 * 1024  # measured: 1 MB reads into one buffer hash 200 MB ~20% faster than 8 MB reads
 
 
-class CorruptBlob(FtrayError):
+class CorruptBlob(RegistryError):
     pass
 
 

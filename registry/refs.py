@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ftray.errors import FtrayError
+from registry.errors import RegistryError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 MAX_NAME = 128
@@ -15,11 +15,13 @@ LATEST = "latest"
 def validate_name(name: str, what: str = "model name") -> str:
     """Names become object keys: no '/', no '..', nothing empty or over 128 characters."""
     if not name:
-        raise FtrayError(f"{what} is empty")
+        raise RegistryError(f"{what} is empty")
     if len(name) > MAX_NAME:
-        raise FtrayError(f"{what} {name[:20]!r}... is {len(name)} characters (at most {MAX_NAME})")
+        raise RegistryError(
+            f"{what} {name[:20]!r}... is {len(name)} characters (at most {MAX_NAME})"
+        )
     if not NAME.match(name) or ".." in name:
-        raise FtrayError(
+        raise RegistryError(
             f"{what} {name!r} is invalid: use letters, digits, '.', '_' and '-', starting with a "
             "letter or digit, without '..' or '/'"
         )
@@ -45,7 +47,7 @@ def parse_ref(text: str) -> Ref:
     if ":" in text:
         name, _, version = text.partition(":")
         if not version.isdigit() or int(version) < 1:
-            raise FtrayError(f"reference {text!r}: the version after ':' must be a number >= 1")
+            raise RegistryError(f"reference {text!r}: the version after ':' must be a number >= 1")
         return Ref(validate_name(name), version=int(version))
     name, _, alias = text.partition("@")
     return Ref(validate_name(name), alias=validate_name(alias, "alias") if alias else LATEST)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -29,12 +30,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ftray.errors import FtrayError
 from registry.cache import BlobCache, CorruptBlob, sha256_file
+from registry.errors import RegistryError
 from registry.refs import LATEST, Ref, parse_ref, validate_name
 from registry.store import NotFound, ObjectStore, PreconditionFailed
 
-KINDS = ("full", "partial", "adapter", "prompt", "base")
+# A version's kind is its strategy's (full, adapter, ... or one a plugin adds) or "base"; the
+# registry stores it and matches on it, and leaves what it means to the strategy.
+KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 MANIFEST_FILE = "ftray_manifest.json"
 DEFAULT_GC_GRACE_S = 3600.0
 PENDING_TTL_S = 24 * 3600.0  # a registration still "in flight" after a day has died
@@ -50,6 +53,7 @@ class Manifest:
     task: str | None = None
     labels: list[str] = field(default_factory=list)
     base: dict[str, Any] | None = None  # {"ref": "name:N"} or {"name": ..., "fingerprint": ...}
+    strategy: dict[str, Any] | None = None  # {"kind", "method", "config"}: what trained it
     metrics: dict[str, Any] = field(default_factory=dict)  # validation: what chose the model
     test_metrics: dict[str, Any] = field(default_factory=dict)  # the held-out test split, if any
     spec: dict[str, Any] | None = None
@@ -146,6 +150,7 @@ class Registry:
         task: str | None = None,
         labels: list[str] | None = None,
         base: dict[str, Any] | None = None,
+        strategy: dict[str, Any] | None = None,
         metrics: dict[str, Any] | None = None,
         test_metrics: dict[str, Any] | None = None,
         spec: dict[str, Any] | None = None,
@@ -161,53 +166,64 @@ class Registry:
         instead of a new one (how a base model is registered once).
         """
         validate_name(name)
-        if kind not in KINDS:
-            raise FtrayError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
+        if not KIND_PATTERN.match(kind):
+            raise RegistryError(f"kind {kind!r}: use lower-case letters, digits, '-' or '_'")
         for alias in aliases:
             self._check_movable_alias(alias)
         source = Path(source)
+        paths, files = self._hash_files(source)
+        fingerprint = _fingerprint(files)
+        if reuse_identical:
+            for existing in self.versions(name):
+                if existing.fingerprint == fingerprint and existing.kind == kind:
+                    return existing
+        manifest = Manifest(
+            name=name,
+            version=0,  # claimed when written
+            kind=kind,
+            files=files,
+            task=task,
+            labels=labels or [],
+            base=base,
+            strategy=strategy,
+            metrics=metrics or {},
+            test_metrics=test_metrics or {},
+            spec=spec,
+            lineage=lineage or {},
+            fingerprint=fingerprint,
+            created=datetime.now(timezone.utc).isoformat(),
+            created_by=_actor(),
+        )
+        self._store_version(manifest, paths)
+        self._advance_latest(name, manifest.version)
+        self._record(name, "register", version=manifest.version, kind=kind)
+        for alias in aliases:
+            self.set_alias(name, alias, manifest.version)
+        return manifest
+
+    @staticmethod
+    def _hash_files(source: Path) -> tuple[list[Path], dict[str, dict[str, Any]]]:
         paths = sorted(p for p in source.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
         if not paths:
-            raise FtrayError(f"{source}: no files to register")
+            raise RegistryError(f"{source}: no files to register")
         with ThreadPoolExecutor(FILE_THREADS) as pool:
             hashes = list(pool.map(sha256_file, paths))
         files = {
             p.relative_to(source).as_posix(): {"sha256": h, "size": p.stat().st_size}
             for p, h in zip(paths, hashes, strict=True)
         }
-        fingerprint = _fingerprint(files)
-        if reuse_identical:
-            for existing in self.versions(name):
-                if existing.fingerprint == fingerprint and existing.kind == kind:
-                    return existing
-        pending = f"models/{name}/pending/{uuid.uuid4().hex}.json"
+        return paths, files
+
+    def _store_version(self, manifest: Manifest, paths: list[Path]) -> None:
+        """Blobs first, under a pending record gc respects; then the manifest, create-only."""
+        hashes = [entry["sha256"] for entry in manifest.files.values()]
+        pending = f"models/{manifest.name}/pending/{uuid.uuid4().hex}.json"
         self.store.put(pending, json.dumps(sorted(set(hashes))).encode())
         try:
             self._upload_blobs(dict(zip(hashes, paths, strict=True)))
-            manifest = Manifest(
-                name=name,
-                version=0,
-                kind=kind,
-                files=files,
-                task=task,
-                labels=labels or [],
-                base=base,
-                metrics=metrics or {},
-                test_metrics=test_metrics or {},
-                spec=spec,
-                lineage=lineage or {},
-                fingerprint=fingerprint,
-                created=datetime.now(timezone.utc).isoformat(),
-                created_by=_actor(),
-            )
             self._claim_version(manifest)
         finally:
             self.store.delete(pending)
-        self._advance_latest(name, manifest.version)
-        self._record(name, "register", version=manifest.version, kind=kind)
-        for alias in aliases:
-            self.set_alias(name, alias, manifest.version)
-        return manifest
 
     def _upload_blobs(self, blobs: dict[str, Path]) -> None:
         def upload(item: tuple[str, Path]) -> int:
@@ -281,8 +297,8 @@ class Registry:
         except NotFound:
             highest = self._highest_version(ref.name)
             if highest == 0:
-                raise FtrayError(f"unknown model {ref.name!r} in {self.uri}") from None
-            raise FtrayError(
+                raise RegistryError(f"unknown model {ref.name!r} in {self.uri}") from None
+            raise RegistryError(
                 f"unknown version {ref}: {ref.name} has versions 1-{highest}"
             ) from None
         return Manifest.from_json(data)
@@ -291,14 +307,16 @@ class Registry:
         if alias == LATEST:
             highest = self._highest_version(name)
             if highest == 0:
-                raise FtrayError(f"unknown model {name!r} in {self.uri}")
+                raise RegistryError(f"unknown model {name!r} in {self.uri}")
             return highest
         current, _ = self._read_alias(name, alias)
         if current is None:
             known = self.aliases(name)
             if not known:
-                raise FtrayError(f"unknown model {name!r} in {self.uri}")
-            raise FtrayError(f"unknown alias {name}@{alias} (aliases: {', '.join(sorted(known))})")
+                raise RegistryError(f"unknown model {name!r} in {self.uri}")
+            raise RegistryError(
+                f"unknown alias {name}@{alias} (aliases: {', '.join(sorted(known))})"
+            )
         return current["version"]
 
     def aliases(self, name: str) -> dict[str, int]:
@@ -347,9 +365,9 @@ class Registry:
         while True:
             current, etag = self._read_alias(name, alias)
             if current is None:
-                raise FtrayError(f"unknown alias {name}@{alias}")
+                raise RegistryError(f"unknown alias {name}@{alias}")
             if not current["history"]:
-                raise FtrayError(f"{name}@{alias} has no earlier version to roll back to")
+                raise RegistryError(f"{name}@{alias} has no earlier version to roll back to")
             document = {
                 "version": current["history"][-1],
                 "history": current["history"][:-1],
@@ -370,7 +388,7 @@ class Registry:
     def _check_movable_alias(alias: str) -> None:
         validate_name(alias, "alias")
         if alias == LATEST:
-            raise FtrayError("alias 'latest' is maintained by the registry and cannot be moved")
+            raise RegistryError("alias 'latest' is maintained by the registry and cannot be moved")
 
     def _read_alias(self, name: str, alias: str) -> tuple[dict[str, Any] | None, str | None]:
         try:
@@ -427,7 +445,7 @@ class Registry:
         manifest = self.resolve(ref)
         destination = Path(destination)
         if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
-            raise FtrayError(f"pull: {destination} is not an empty directory")
+            raise RegistryError(f"pull: {destination} is not an empty directory")
         self.fetch_blobs(manifest)
         destination.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}-", dir=destination.parent))
@@ -451,7 +469,7 @@ class Registry:
         if not (directory / MANIFEST_FILE).exists():
             try:
                 self.pull(manifest.ref, directory)
-            except (FtrayError, OSError):
+            except (RegistryError, OSError):
                 if not (directory / MANIFEST_FILE).exists():  # else another process won the race
                     raise
         return manifest, directory
@@ -466,7 +484,7 @@ class Registry:
             try:
                 _, size = self.cache.fetch(entry["sha256"], download, f"{manifest.ref} {path}")
             except NotFound:
-                raise FtrayError(
+                raise RegistryError(
                     f"{manifest.ref} {path}: blob {entry['sha256'][:12]}... is missing"
                 ) from None
             return size
@@ -555,7 +573,7 @@ class Registry:
 
 
 __all__ = [
-    "KINDS",
+    "KIND_PATTERN",
     "MANIFEST_FILE",
     "CorruptBlob",
     "Manifest",

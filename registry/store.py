@@ -12,18 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ftray.errors import FtrayError
+from registry.errors import RegistryError
 
 
-class StoreError(FtrayError):
+class StoreError(RegistryError):
     """The store could not be used at all (unreachable, denied, misconfigured)."""
 
 
-class NotFound(FtrayError):
+class NotFound(RegistryError):
     pass
 
 
-class PreconditionFailed(FtrayError):
+class PreconditionFailed(RegistryError):
     """A conditional write lost: the key exists (create-only) or changed (if-match)."""
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from ftray.errors import FtrayError
+from ftray.errors import USER_ERRORS
 
 stdout = Console()
 JSON_OPTION = click.option(
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         fail(exc.format_message(), exc.exit_code)
     except (click.Abort, KeyboardInterrupt):
         fail("interrupted", 130)
-    except FtrayError as exc:
+    except USER_ERRORS as exc:
         fail(str(exc), 1)
     except Exception as exc:  # a bug: still one line, the traceback on request
         if os.environ.get("FTRAY_VERBOSE"):
