@@ -3,7 +3,7 @@
     python bench/serve.py [--requests 300] [--seconds 15] [--clients 16]
 
 A LoRA version of all-MiniLM-L6-v2 (sentiment head; speed does not depend on its values) is
-registered in a temporary local registry and served on 127.0.0.1 by `ftray.serve.serving`.
+registered in a temporary local registry and served on 127.0.0.1 by `serving.launch.serving`.
 
 - Latency: one client sends one-sentence `/v1/predict` requests over a kept-alive connection,
   to Serve's proxy (the URL that spreads requests over replicas) and straight to the replica
@@ -37,9 +37,9 @@ from ftray.inference import Predictor  # noqa: E402
 from ftray.models import load_task_model, load_tokenizer  # noqa: E402
 from ftray.runs import RESULT_FILE  # noqa: E402
 from ftray.runtime import ray_runtime  # noqa: E402
-from ftray.serve import replica_urls, serving  # noqa: E402
 from ftray.strategies import get_strategy  # noqa: E402
 from registry import Registry  # noqa: E402
+from serving.launch import replica_urls, serving  # noqa: E402
 
 MODEL = "all-MiniLM-L6-v2"
 LABELS = ["negative", "positive"]

@@ -22,7 +22,8 @@ from rich.table import Table
 
 from ftray import load_spec, train
 from ftray.runtime import ray_runtime
-from ftray.serve import predict, serving
+from serving.client import predict
+from serving.launch import serving
 
 EXAMPLES = Path(__file__).resolve().parent
 JOB = EXAMPLES / "sentiment" / "job.yaml"

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ftray import metrics
-from ftray.serve import predict, serving
+from serving.client import predict
+from serving.launch import serving
 
 BATCH = 64  # the endpoint's max_inputs
 

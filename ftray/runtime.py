@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ftray import ray_internals
 from ftray.errors import FtrayError
 from ftray.spec import JobSpec
 
@@ -31,27 +32,13 @@ def ray_runtime(address: str | None = None, verbose: bool = False) -> Iterator[N
             yield
 
 
-# Serve's faster request path, for the Ray ftray starts (a cluster's is its operator's choice):
-# the proxy talks to replicas over gRPC, and each replica also answers HTTP on a port of its own
-# (direct ingress; `ftray.serve.replica_urls`), skipping the proxy's hop and its second round trip
-# for the request body. Draining a replica's port on shutdown takes 1 s instead of Serve's 30.
-SERVE_FAST_PATH = {
-    "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
-    "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
-    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
-}
-
-
 @contextmanager
 def _ray_session(address: str | None, verbose: bool) -> Iterator[None]:
     import ray
 
-    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
-    # Tune prints its own configuration box and tables unless the pre-2.x output is selected;
-    # ftray draws its own progress.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    ray_internals.set_defaults({**ray_internals.TRAIN_V2, **ray_internals.QUIET_TUNE})
     if not verbose:
-        os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
+        ray_internals.set_defaults(ray_internals.QUIET_TRAIN)
         for name in ("ray", "ray.train", "ray.tune", "ray.data"):
             logging.getLogger(name).setLevel(logging.ERROR)
     options: dict = {
@@ -65,10 +52,9 @@ def _ray_session(address: str | None, verbose: bool) -> Iterator[None]:
         # run whose driver died (a Tune trial stopped by ASHA): without it they leak and the
         # next trials wait forever. It also serves the Job Submission API.
         options.update(
-            include_dashboard=True, dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1"
+            include_dashboard=True, dashboard_host="127.0.0.1", **ray_internals.loopback_node()
         )
-        for name, value in SERVE_FAST_PATH.items():
-            os.environ.setdefault(name, value)
+        ray_internals.set_defaults(ray_internals.SERVE_FAST_PATH)
     try:
         ray.init(**options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -129,9 +115,7 @@ def node_portable(spec: JobSpec) -> JobSpec:
     working_dir = ray.get_runtime_context().runtime_env.get("working_dir")
     if not working_dir:
         return spec
-    # Ray Train moves workers into its own run directory unless told not to; they must stay in
-    # their copy of the working_dir for the relative paths to resolve.
-    os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"
+    os.environ.update(ray_internals.STAY_IN_WORKING_DIR)
     package = Path(working_dir.split("://")[-1]).name.removesuffix(".zip")
     spec = spec.model_copy(deep=True)
     for section, field in (("data", "train"), ("data", "validation"), ("deepspeed", "config")):

@@ -21,9 +21,10 @@ from ftray.errors import FtrayError
 from ftray.inference import Predictor
 from ftray.models import load_task_model, load_tokenizer
 from ftray.runs import RESULT_FILE
-from ftray.serve import call, predict, replica_urls, serving, wait_until_healthy
 from registry import BlobCache, Registry
 from registry.local_store import LocalStore
+from serving.client import call, predict, wait_until_healthy
+from serving.launch import replica_urls, serving
 
 pytestmark = pytest.mark.slow
 TOKEN = "s3cret"

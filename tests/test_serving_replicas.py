@@ -7,9 +7,10 @@ import pytest
 from test_artefacts import trained_output
 
 from ftray.artefacts import register_output
-from ftray.serve import call, serving
 from registry import BlobCache, Registry
 from registry.local_store import LocalStore
+from serving.client import call
+from serving.launch import serving
 
 pytestmark = pytest.mark.slow
 

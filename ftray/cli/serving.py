@@ -62,7 +62,7 @@ from ftray.cli.base import ADDRESS_OPTION, JSON_OPTION, cli, emit, stdout
 @click.pass_context
 def serve(ctx: click.Context, refs: tuple[str, ...], address: str | None, **options: Any) -> None:
     """Serve registry versions REFS (NAME:VERSION or NAME@ALIAS) over HTTP until interrupted."""
-    from ftray.serve import replica_urls, serve_forever
+    from serving.launch import replica_urls, serve_forever
 
     def ready(url: str) -> None:
         click.echo(f"serving {', '.join(refs)} at {url} (Ctrl-C stops)", err=True)
@@ -85,7 +85,7 @@ def serve(ctx: click.Context, refs: tuple[str, ...], address: str | None, **opti
 @JSON_OPTION
 def predict(ref: str, inputs: tuple[str, ...], url: str, token: str | None, as_json: bool) -> None:
     """Ask the endpoint at --url what model REF says about INPUTS."""
-    from ftray.serve import predict as ask
+    from serving.client import predict as ask
 
     result = ask(url, ref, list(inputs), token)
     emit(result, as_json, render_prediction)
