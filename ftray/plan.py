@@ -37,8 +37,8 @@ class Plan:
 
 
 def plan_job(spec: JobSpec) -> Plan:
-    from ftray.loop import count_parameters
     from ftray.models import load_task_model, load_tokenizer, quiet_transformers
+    from ftray.optim import count_parameters
 
     quiet_transformers()
     splits = load_splits(spec)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from ftray import storage
+from ftray import ray_internals, storage
 from ftray.checkpointing import EVAL_FILE
 from ftray.errors import FtrayError
-from ftray.plan import plan_job
+from ftray.plan import Plan, plan_job
 from ftray.progress import make_sink
 from ftray.runs import (
     RESULT_FILE,
@@ -57,7 +56,6 @@ from ftray.train import (
 
 TUNE_RESULT = "tune_result.json"
 TRIALS_DIR = "trials"
-TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})_")  # in Tune's trial directory names
 
 
 def run_trial(
@@ -88,7 +86,7 @@ def tune(
     `kind` names the experiment (`<name>-<kind>-<timestamp>`)."""
     started = time.time()
     metric = spec.tune.metric or spec.metric
-    mode = spec.tune.mode or metric_mode(metric)
+    mode = spec.tune.mode or ("max" if metric_mode(metric) == "max" else "min")
     # Trials optimise what Tune ranks them by: their early stopping and the model they export.
     spec = spec.model_copy(deep=True)
     spec.train.early_stopping.metric, spec.train.early_stopping.mode = metric, mode
@@ -103,6 +101,51 @@ def tune(
             f"[bold]ftray[/] {verb} [cyan]{experiment}[/]: {spec.tune.num_samples} samples, "
             f"{spec.tune.scheduler.kind} over {max_t} evaluations, {metric} ({mode})"
         )
+    leaderboard, steps = run_trials(
+        spec, experiment, metric, mode, max_t, console, resume, address, verbose, progress
+    )
+    account_compute(leaderboard, steps, spec, len(plan.splits.train), run_uri(spec, experiment))
+    leaderboard.sort(key=lambda row: rank_key(row, mode))
+    summary = {
+        "experiment": experiment,
+        "experiment_dir": run_uri(spec, experiment),
+        "metric": metric,
+        "mode": mode,
+        "scheduler": spec.tune.scheduler.model_dump(),
+        "searcher": spec.tune.searcher,
+        "max_t": max_t,
+        "trials": len(leaderboard),
+        "stopped_by_scheduler": sum(row["stopped"] == "scheduler" for row in leaderboard),
+        "trial_epochs": round(sum(row["epochs"] for row in leaderboard), 2),
+        "evaluations": sum(row["evaluations"] for row in leaderboard),
+        "leaderboard": leaderboard,
+    }
+    finished = [row for row in leaderboard if row["best"] is not None]
+    if finished:
+        summary.update(export_and_register(spec, experiment, finished[0], plan))
+    summary["wall_s"] = time.time() - started
+    storage.write_text(
+        storage.join(run_uri(spec, experiment), TUNE_RESULT),
+        json.dumps(summary, indent=2, default=str),
+    )
+    if not finished:
+        raise FtrayError(f"every trial failed; first error: {leaderboard[0]['error']}")
+    return summary
+
+
+def run_trials(
+    spec: JobSpec,
+    experiment: str,
+    metric: str,
+    mode: str,
+    max_t: int,
+    console: Console,
+    resume: bool,
+    address: str | None,
+    verbose: bool,
+    progress: bool,
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The experiment's trials on Ray: a leaderboard row each, and the steps each trial ran."""
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no TensorBoard/CSV files
     import ray
 
@@ -125,45 +168,19 @@ def tune(
         with table:
             results = tuner.fit()
         steps = steps_run(ray.get(sink.drain.remote()))
-    leaderboard = [trial_row(r, metric, mode) for r in results]
-    account_compute(leaderboard, steps, spec, len(plan.splits.train), run_uri(spec, experiment))
-    leaderboard.sort(key=lambda row: rank_key(row, mode))
-    summary = {
-        "experiment": experiment,
-        "experiment_dir": run_uri(spec, experiment),
-        "metric": metric,
-        "mode": mode,
-        "scheduler": spec.tune.scheduler.model_dump(),
-        "searcher": spec.tune.searcher,
-        "max_t": max_t,
-        "trials": len(leaderboard),
-        "stopped_by_scheduler": sum(row["stopped"] == "scheduler" for row in leaderboard),
-        "trial_epochs": round(sum(row["epochs"] for row in leaderboard), 2),
-        "evaluations": sum(row["evaluations"] for row in leaderboard),
-        "leaderboard": leaderboard,
-    }
-    finished = [row for row in leaderboard if row["best"] is not None]
-    if finished:
-        summary["best"] = export_winner(
-            spec, experiment, finished[0], plan.splits.labels, test=plan.splits.test
-        )
-        if spec.registry.register_as:
-            lineage = {
-                "experiment": experiment,
-                "trial": finished[0]["trial"],
-                "config": finished[0]["config"],
-            }
-            summary["registered"] = register_result(
-                spec, Path(summary["best"]["output_dir"]), lineage
-            )
-    summary["wall_s"] = time.time() - started
-    storage.write_text(
-        storage.join(run_uri(spec, experiment), TUNE_RESULT),
-        json.dumps(summary, indent=2, default=str),
-    )
-    if not finished:
-        raise FtrayError(f"every trial failed; first error: {leaderboard[0]['error']}")
-    return summary
+    return [trial_row(r, metric, mode) for r in results], steps
+
+
+def export_and_register(
+    spec: JobSpec, experiment: str, winner: dict[str, Any], plan: Plan
+) -> dict[str, Any]:
+    """The winner's model exported and scored on the test split; registered when asked."""
+    best = export_winner(spec, experiment, winner, plan.splits.labels, test=plan.splits.test)
+    exported: dict[str, Any] = {"best": best}
+    if spec.registry.register_as:
+        lineage = {"experiment": experiment, "trial": winner["trial"], "config": winner["config"]}
+        exported["registered"] = register_result(spec, Path(best["output_dir"]), lineage)
+    return exported
 
 
 def candidate_specs(spec: JobSpec) -> list[JobSpec]:
@@ -182,7 +199,7 @@ def trial_cpus(spec: JobSpec) -> float:
 
 def evaluations_per_trial(spec: JobSpec, train_examples: int) -> int:
     """ASHA's max_t: the most evaluations any trial of the space runs."""
-    from ftray.loop import schedule_for
+    from ftray.schedule import schedule_for
 
     return max(
         schedule_for(s.train, train_examples, s.scaling.num_workers).evaluations
@@ -282,9 +299,9 @@ def trial_row(result: Any, metric: str, mode: str) -> dict[str, Any]:
     else:
         stopped = "completed"
     config = dict(result.config or {})
-    named = TRIAL_ID.search(Path(result.path).name) if result.path else None
+    named = ray_internals.trial_id_from_dirname(Path(result.path).name) if result.path else None
     return {
-        "trial": metrics.get("trial_id") or (named.group(1) if named else "?"),
+        "trial": metrics.get("trial_id") or named or "?",
         "config": config,
         "strategy": config.get("strategy.kind"),
         "best": best,
@@ -316,7 +333,7 @@ def account_compute(
     """Count each trial's compute by the steps it really ran — a trial the scheduler stopped
     trains on until its actor exits — from its progress events and its checkpoints, in epochs
     of its own schedule."""
-    from ftray.loop import schedule_for
+    from ftray.schedule import schedule_for
 
     for row in rows:
         run = f"trial-{row['trial']}"

@@ -9,7 +9,9 @@ from conftest import clm_raw, make_spec, ner_raw, sentiment_raw
 from ftray.checkpointing import EXPORT_SCORE, MODEL_DIR, TRAINER_STATE
 from ftray.errors import FtrayError
 from ftray.local import run_local
-from ftray.loop import ShardSampler, add_l1_penalty, lr_schedule
+from ftray.optim import add_l1_penalty
+from ftray.sampler import ShardSampler
+from ftray.schedule import lr_schedule
 from ftray.session import LocalSession
 
 
@@ -178,8 +180,8 @@ def test_too_few_examples_for_a_batch_is_a_clear_error(tmp_path, tiny_bert):
 
 
 def test_the_task_head_gets_its_own_learning_rate(tiny_bert):
-    from ftray.loop import param_groups
     from ftray.models import load_task_model
+    from ftray.optim import param_groups
     from ftray.spec import TrainSpec
 
     model = load_task_model(str(tiny_bert), "sequence-classification", ["a", "b"])
