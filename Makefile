@@ -7,9 +7,10 @@ setup:
 demo: setup  ## train -> register -> serve -> ask, on local Ray with the bundled MiniLM
 	.venv/bin/python examples/pipeline.py
 
-test: setup  ## lint, then every test (the slow ones start real Ray, DeepSpeed and S3 servers)
-	.venv/bin/ruff check .
+test: setup lint  ## lint and type-check, then every test (the slow ones start real Ray, DeepSpeed, S3)
 	.venv/bin/python -m pytest -q --durations=15
 
-lint: setup
-	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+lint: setup  ## ruff, ruff format, and mypy over ftray/, registry/ and serving/
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy

@@ -1,15 +1,14 @@
-"""Training outputs as registry versions, and registry versions back as models.
+"""Training outputs as registry versions.
 
-What a version stores depends on its kind:
-- full: the transformers model directory;
-- partial: only the tensors that differ from the base (`partial_model.safetensors`) plus config
-  and tokenizer, and a reference to the base;
-- adapter, prompt: the PEFT adapter directory, and a reference to the base.
+What a version stores is its strategy's choice (`Strategy.package`): a whole model directory, a
+PEFT adapter directory, or only the tensors that changed. Strategies whose versions are relative
+to a base (`needs_base`) reference it: the base model is itself registered once
+(content-addressed, so re-registering it stores nothing) and referenced as `name:version`, which
+keeps a registry self-sufficient: a serving node pulls everything it needs from it. With
+`registry.base: reference`, only the base's name and fingerprint are recorded.
 
-The base model is itself registered once (content-addressed, so re-registering it stores
-nothing) and referenced as `name:version`, which keeps a registry self-sufficient: a serving
-node pulls everything it needs from it. With `registry.base: reference`, only the base's name
-and fingerprint are recorded.
+The manifest records the strategy that trained the version (`{kind, method, config}`) so that
+nothing downstream has to guess it from files.
 """
 
 from __future__ import annotations
@@ -22,27 +21,35 @@ from pathlib import Path
 from typing import Any
 
 from ftray.errors import FtrayError
+from ftray.model_files import ModelFiles, strategy_record
 from ftray.runs import RESULT_FILE
-
-PARTIAL_FILE = "partial_model.safetensors"
-PROMPT_PEFT_TYPES = {"PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING"}
-STRATEGY_KINDS = {"full", "partial", "adapter", "prompt"}
+from ftray.strategies import STRATEGIES, get_strategy, validate_config
+from ftray.tasks import get_task
 
 
-def detect_kind(directory: Path, result: dict[str, Any] | None = None) -> str:
-    adapter_config = directory / "adapter_config.json"
-    if adapter_config.exists():
-        peft_type = json.loads(adapter_config.read_text()).get("peft_type", "")
-        return "prompt" if peft_type in PROMPT_PEFT_TYPES else "adapter"
+def detect_kind(directory: Path) -> str:
+    """The strategy of a directory ftray did not train (no `ftray_result.json`): a PEFT
+    adapter's strategy recognises it, anything else with a config.json is a whole model."""
+    for strategy in STRATEGIES.values():
+        if strategy.recognises(directory):
+            return strategy.kind
     if (directory / "config.json").exists():
-        strategy = (result or {}).get("strategy")
-        return strategy if strategy in ("full", "partial") else "full"
+        return "full"
     raise FtrayError(f"{directory}: neither a transformers model nor a PEFT adapter directory")
 
 
 def read_result(directory: Path) -> dict[str, Any]:
     path = directory / RESULT_FILE
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def recorded_strategy(directory: Path, result: dict[str, Any], kind: str | None) -> dict[str, Any]:
+    """The strategy that trained a directory: its spec's section when ftray trained it."""
+    section = (result.get("spec") or {}).get("strategy")
+    if section and (kind is None or section.get("kind") == kind):
+        return strategy_record(validate_config(section))
+    chosen = get_strategy(kind or result.get("strategy") or detect_kind(directory))
+    return strategy_record(chosen.config_from_files(directory))
 
 
 def register_output(
@@ -62,22 +69,21 @@ def register_output(
         raise FtrayError(f"{directory}: no such directory")
     result = read_result(directory)
     spec = result.get("spec") or {}
-    kind = kind or detect_kind(directory, result)
-    config = _read_json(directory / "config.json")
+    record = recorded_strategy(directory, result, kind)
+    strategy = get_strategy(record["kind"])
     task = result.get("task") or spec.get("model", {}).get("task")
     labels = result.get("labels")
-    if labels is None and task != "causal-lm":
-        labels = [config["id2label"][k] for k in sorted(config.get("id2label", {}), key=int)]
+    if labels is None and (task is None or get_task(task).labelled):
+        id2label = _read_json(directory / "config.json").get("id2label", {})
+        labels = [id2label[k] for k in sorted(id2label, key=int)]
     base_name = spec.get("model", {}).get("name") or _adapter_base(directory)
     base_ref = None
-    if kind in ("adapter", "prompt", "partial"):
+    if strategy.needs_base:
         if not base_name:
             raise FtrayError(
-                f"{directory}: a {kind} version needs its base model; none is recorded"
+                f"{directory}: a {strategy.kind} version needs its base model; none is recorded"
             )
         base_ref = resolve_base(registry, base_name, base)
-    metrics = {k: v for k, v in (result.get("metrics") or {}).items() if k != "history"}
-    test_metrics = result.get("test_metrics") or {}
     provenance = {
         "run": result.get("run"),
         "run_dir": result.get("run_dir"),
@@ -85,23 +91,28 @@ def register_output(
         "code": code_version(),
         **(lineage or {}),
     }
+    files = ModelFiles(directory, strategy.kind, task, labels or [], _base_path(base_name))
     with tempfile.TemporaryDirectory(prefix="ftray-register-") as scratch:
-        source = directory
-        if kind == "partial":
-            source = write_partial(directory, Path(scratch), base_name, task, labels)
         return registry.register(
-            source,
+            strategy.package(files, Path(scratch)),
             name,
-            kind,
+            strategy.kind,
             task=task,
             labels=labels,
             base=base_ref,
-            metrics=metrics,
-            test_metrics=test_metrics,
+            strategy=record,
+            metrics={k: v for k, v in (result.get("metrics") or {}).items() if k != "history"},
+            test_metrics=result.get("test_metrics") or {},
             spec=spec or None,
             lineage=provenance,
             aliases=aliases,
         )
+
+
+def _base_path(base_name: str | None) -> Path | None:
+    from ftray.models import resolve_model_path
+
+    return Path(resolve_model_path(base_name)) if base_name else None
 
 
 def resolve_base(registry: Any, base_name: str, policy: str) -> dict[str, Any]:
@@ -124,32 +135,6 @@ def base_registry_name(base_name: str) -> str:
     candidate = Path(base_name).name if "/" in base_name and Path(base_name).exists() else base_name
     cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in candidate).strip("-.")
     return cleaned[:128] or "base"
-
-
-def write_partial(
-    directory: Path, scratch: Path, base_name: str, task: str, labels: list[str]
-) -> Path:
-    """A directory holding only the tensors the partial strategy changed, plus config and
-    tokenizer: the base's frozen tensors are not stored again."""
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    from ftray.models import load_task_model
-
-    tuned = {}
-    for weights in sorted(directory.glob("*.safetensors")):
-        tuned.update(load_file(str(weights)))
-    base_state = load_task_model(base_name, task, labels).state_dict()
-    changed = {
-        k: v.contiguous()
-        for k, v in tuned.items()
-        if k not in base_state or not torch.equal(v, base_state[k].to(v.dtype))
-    }
-    save_file(changed, str(scratch / PARTIAL_FILE))
-    for path in directory.iterdir():
-        if path.is_file() and path.suffix != ".safetensors":
-            (scratch / path.name).write_bytes(path.read_bytes())
-    return scratch
 
 
 def directory_fingerprint(path: Path) -> str:

@@ -22,6 +22,7 @@ from ftray.errors import FtrayError
 from ftray.runs import best_exported_checkpoint, run_uri
 from ftray.spec import JobSpec
 from ftray.strategies import STRATEGIES
+from ftray.tasks import get_task
 
 COMPARE_JSON, COMPARE_MD, COMPARE_PNG = "compare.json", "compare.md", "compare.png"
 WEIGHT_SUFFIXES = (".safetensors",)
@@ -83,7 +84,7 @@ def comparison_spec(
     fractions: list[float] | tuple[float, ...],
 ) -> JobSpec:
     """The job as a grid over strategy x fraction, checked before any trial starts."""
-    from ftray.loop import schedule_for
+    from ftray.schedule import schedule_for
 
     for kind in strategies:
         if kind not in STRATEGIES:
@@ -115,10 +116,11 @@ def comparison_spec(
 
 def majority_baseline(task: str, splits: Splits) -> float | None:
     """Validation accuracy of always answering the most frequent training label."""
-    if task != "sequence-classification":
+    key = get_task(task).stratify_by  # the key of a single label per example, if there is one
+    if key is None:
         return None
-    majority = Counter(e["label"] for e in splits.train).most_common(1)[0][0]
-    return sum(e["label"] == majority for e in splits.validation) / len(splits.validation)
+    majority = Counter(e[key] for e in splits.train).most_common(1)[0][0]
+    return sum(e[key] == majority for e in splits.validation) / len(splits.validation)
 
 
 def comparison_row(row: dict[str, Any], trial_run: str) -> dict[str, Any]:
@@ -229,7 +231,7 @@ def write_outputs(report: dict[str, Any], directory: Path) -> None:
 
 
 def headline(report: dict[str, Any]) -> str:
-    return "perplexity" if report["task"] == "causal-lm" else "accuracy"
+    return get_task(report["task"]).headline_metric
 
 
 def markdown_table(report: dict[str, Any]) -> str:

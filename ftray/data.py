@@ -1,8 +1,8 @@
 """Reading training data: files to checked examples, labels, groups and the validation split.
 
-Examples are plain dicts with task-specific keys (see `normalize`), so the same data flows to the
-tokenizer, to the data checks and to the tests. Every problem is reported with the spec field,
-the file and the 1-based row that caused it.
+Examples are plain dicts with task-specific keys (each task's `read_example`), so the same data
+flows to the tokenizer, to the data checks and to the tests. Every problem is reported with the
+spec field, the file and the 1-based row that caused it.
 """
 
 from __future__ import annotations
@@ -11,12 +11,15 @@ import csv
 import json
 import random
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ftray.errors import FtrayError
+from ftray.fields import label_value
 from ftray.spec import DataSpec, JobSpec
+from ftray.tasks import get_task
 
 FORMATS = {
     ".jsonl": "jsonl",
@@ -84,86 +87,35 @@ def _read_jsonl(file: Path, what: str) -> list[dict[str, Any]]:
 
 
 def normalize(rows: list[dict[str, Any]], task: str, data: DataSpec, where: str) -> list[dict]:
-    """Pick and check the task's fields in every row.
-
-    sequence-classification -> {"text", "label"}; token-classification -> {"tokens", "tags"};
-    causal-lm -> {"prompt", "completion"}; each with "group" when data.group_field is set.
-    """
+    """The task's fields of every row, checked (`Task.read_example`), plus "group" when
+    data.group_field is set."""
+    plugin = get_task(task)
     examples = []
     for number, row in enumerate(rows, start=1):
         at = f"{where} row {number}"
-        if task == "sequence-classification":
-            example = {
-                "text": _text(row, data.text_field, at),
-                "label": _label(row, data.label_field, at),
-            }
-        elif task == "token-classification":
-            tokens = _string_list(row, data.tokens_field, at)
-            tags = _string_list(row, data.tags_field, at)
-            if len(tokens) != len(tags):
-                raise FtrayError(
-                    f"{at}: {len(tokens)} {data.tokens_field} but {len(tags)} {data.tags_field}"
-                )
-            example = {"tokens": tokens, "tags": tags}
-        else:
-            example = {
-                "prompt": _text(row, data.prompt_field, at, allow_empty=True),
-                "completion": _text(row, data.completion_field, at),
-            }
+        example = plugin.read_example(row, data, at)
         if data.group_field:
-            example["group"] = _label(row, data.group_field, at)
+            example["group"] = label_value(row, data.group_field, at)
         examples.append(example)
     return examples
 
 
-def _text(row: dict, name: str, at: str, allow_empty: bool = False) -> str:
-    value = row.get(name)
-    if not isinstance(value, str) or (not allow_empty and not value.strip()):
-        state = "missing" if value is None else "empty" if value == "" else "not a string"
-        raise FtrayError(f"{at}: field {name!r} is {state}")
-    return value
-
-
-def _label(row: dict, name: str, at: str) -> str:
-    value = row.get(name)
-    if value is None or value == "":
-        raise FtrayError(f"{at}: field {name!r} is missing")
-    if isinstance(value, (dict, list)):
-        raise FtrayError(f"{at}: field {name!r} must be a single value")
-    return str(value)
-
-
-def _string_list(row: dict, name: str, at: str) -> list[str]:
-    value = row.get(name)
-    if isinstance(value, str):  # CSV cells: whitespace-separated
-        value = value.split()
-    if not isinstance(value, list) or not value:
-        raise FtrayError(f"{at}: field {name!r} must be a non-empty list")
-    return [str(v) for v in value]
-
-
 def resolve_labels(
-    spec: JobSpec, train: list[dict], validation: list[dict], test: list[dict] = ()
+    spec: JobSpec, train: list[dict], validation: list[dict], test: Sequence[dict] = ()
 ) -> list[str]:
     """The declared label list, checked against the data, or the labels seen in training data."""
-    task = spec.model.task
-    if task == "causal-lm":
+    task = get_task(spec.model.task)
+    if not task.labelled:
         return []
-    key = "label" if task == "sequence-classification" else "tags"
-
-    def values(example: dict) -> list[str]:
-        return [example[key]] if key == "label" else example[key]
-
     declared = spec.model.labels
     if declared is None:
-        seen = {v for example in train for v in values(example)}
-        labels = sorted(seen) if key == "label" else _order_tags(seen)
+        labels = task.order_labels({v for example in train for v in task.example_labels(example)})
     else:
         labels = list(declared)
     known = set(labels)
     for split, examples in (("train", train), ("validation", validation), ("test", test)):
         for number, example in enumerate(examples, start=1):
-            unknown = [v for v in values(example) if v not in known]
+            unknown = [v for v in task.example_labels(example) if v not in known]
             if unknown:
                 source = "model.labels" if declared is not None else "the training labels"
                 raise FtrayError(
@@ -171,16 +123,6 @@ def resolve_labels(
                     f"({', '.join(labels)})"
                 )
     return labels
-
-
-def _order_tags(tags: set[str]) -> list[str]:
-    """O first, then B-/I- pairs by entity type."""
-
-    def key(tag: str) -> tuple:
-        prefix, _, kind = tag.partition("-")
-        return (tag != "O", kind, prefix)
-
-    return sorted(tags, key=key)
 
 
 def stratified_split(
@@ -204,7 +146,7 @@ def load_splits(spec: JobSpec) -> Splits:
     """Train and validation examples with their label and group lists, ready for encoding."""
     data, task = spec.data, spec.model.task
     train = normalize(read_rows(data.train, data.format, "data.train"), task, data, "data.train")
-    stratify = "label" if task == "sequence-classification" else None
+    stratify = get_task(task).stratify_by
     test: list[dict] = []
     if data.test:
         test = normalize(read_rows(data.test, data.format, "data.test"), task, data, "data.test")

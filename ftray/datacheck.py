@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ftray import textchecks
 from ftray.data import Splits, load_splits
 from ftray.spec import DataChecksSpec, JobSpec
+from ftray.tasks import Task, get_task
 
 MIN_TRAIN = 100  # below this a fine-tune mostly memorises
 MIN_PER_CLASS = 10
@@ -57,20 +59,14 @@ class DataReport:
 
 def check_data(spec: JobSpec, splits: Splits | None = None) -> DataReport:
     splits = splits or load_splits(spec)
-    task, limits = spec.model.task, spec.data.checks
+    task, limits = get_task(spec.model.task), spec.data.checks
     findings = [_sizes(splits)]
-    if task == "sequence-classification":
-        findings.append(_label_balance(splits))
-    if task == "token-classification":
-        findings.append(_bio_validity(splits))
+    findings += [TASK_CHECKS[name](splits, limits) for name in task.structure_checks]
     findings += [_duplicates(splits, task), _leakage(splits, task)]
     if splits.groups:
         findings.append(_group_balance(splits))
     findings += [_near_duplicates(splits, task, limits), _diversity(splits, task, limits)]
-    if task == "sequence-classification":
-        findings.append(_shortcuts(splits, limits))
-    if task == "token-classification":
-        findings.append(_entity_overlap(splits, limits))
+    findings += [TASK_CHECKS[name](splits, limits) for name in task.content_checks]
     return DataReport(
         findings,
         len(splits.train),
@@ -89,20 +85,11 @@ def _held_out(splits: Splits) -> dict[str, list[dict]]:
     }
 
 
-def _text(example: dict, task: str, joiner: str = " ") -> str:
-    """An example's input as one string (a causal-LM prompt and completion joined by `joiner`)."""
-    if task == "sequence-classification":
-        return example["text"]
-    if task == "token-classification":
-        return " ".join(example["tokens"])
-    return example["prompt"] + joiner + example["completion"]
-
-
-def _near_duplicates(splits: Splits, task: str, limits: DataChecksSpec) -> Finding:
-    train = [_text(e, task) for e in splits.train]
+def _near_duplicates(splits: Splits, task: Task, limits: DataChecksSpec) -> Finding:
+    train = [task.text(e) for e in splits.train]
     threshold = limits.near_duplicate_jaccard
     results = {
-        name: textchecks.near_duplicates(train, [_text(e, task) for e in rows], threshold)
+        name: textchecks.near_duplicates(train, [task.text(e) for e in rows], threshold)
         for name, rows in _held_out(splits).items()
     }
     details = {
@@ -167,12 +154,10 @@ def _shortcuts(splits: Splits, limits: DataChecksSpec) -> Finding:
     )
 
 
-def _diversity(splits: Splits, task: str, limits: DataChecksSpec) -> Finding:
-    result = textchecks.diversity([_text(e, task) for e in splits.train])
+def _diversity(splits: Splits, task: Task, limits: DataChecksSpec) -> Finding:
+    result = textchecks.diversity([task.text(e) for e in splits.train])
     details: dict[str, Any] = vars(result)
-    if task == "token-classification":
-        sequences = {" ".join(e["tags"]) for e in splits.train}
-        details["distinct_tag_sequence_share"] = len(sequences) / len(splits.train)
+    details.update(task.diversity_details(splits.train))
     summary = (
         f"{100 * result.distinct_trigram_share:.0f}% distinct word 3-grams; "
         f"{100 * result.template_share:.0f}% of train rows differ from another row in "
@@ -228,15 +213,14 @@ def _entity_overlap(splits: Splits, limits: DataChecksSpec) -> Finding:
     return Finding("entity_overlap", "ok", f"seen in train: {shares}", details)
 
 
-def _key(example: dict, task: str) -> str:
+# Joins an example's parts (a prompt and its completion) in its key. Not whitespace (as the ASCII
+# unit separator \x1f is, to Python's regular expressions): the key's whitespace is collapsed.
+PART_SEPARATOR = "\u241f"
+
+
+def _key(example: dict, task: Task) -> str:
     """What makes two examples 'the same': their input, case- and whitespace-insensitive."""
-    return re.sub(r"\s+", " ", _text(example, task, "\x1f").strip().lower())
-
-
-def _target(example: dict, task: str) -> str:
-    return (
-        example["label"] if task == "sequence-classification" else " ".join(example.get("tags", []))
-    )
+    return re.sub(r"\s+", " ", task.text(example, PART_SEPARATOR).strip().lower())
 
 
 def _sizes(splits: Splits) -> Finding:
@@ -305,13 +289,13 @@ def _bio_validity(splits: Splits) -> Finding:
     return Finding("bio_tags", "ok", "every entity starts with a B- tag")
 
 
-def _duplicates(splits: Splits, task: str) -> Finding:
+def _duplicates(splits: Splits, task: Task) -> Finding:
     targets: dict[str, set[str]] = defaultdict(set)
     counts: Counter[str] = Counter()
     for example in splits.train:
         key = _key(example, task)
         counts[key] += 1
-        targets[key].add(_target(example, task))
+        targets[key].add(task.target(example))
     repeated = sum(n - 1 for n in counts.values() if n > 1)
     conflicting = [key for key, seen in targets.items() if len(seen) > 1]
     details = {"duplicates": repeated, "conflicting": len(conflicting), "examples": conflicting[:5]}
@@ -334,7 +318,7 @@ def _duplicates(splits: Splits, task: str) -> Finding:
     return Finding("duplicates", "ok", "no duplicates in train", details)
 
 
-def _leakage(splits: Splits, task: str) -> Finding:
+def _leakage(splits: Splits, task: Task) -> Finding:
     train_keys = {_key(e, task) for e in splits.train}
     leaked = [e for e in splits.validation if _key(e, task) in train_keys]
     share = len(leaked) / len(splits.validation)
@@ -372,3 +356,12 @@ def _group_balance(splits: Splits) -> Finding:
     return Finding(
         "group_balance", "ok", f"{len(splits.groups)} groups, each well represented", details
     )
+
+
+# The task-specific checks a task asks for by name (`Task.structure_checks`, `content_checks`).
+TASK_CHECKS: dict[str, Callable[[Splits, DataChecksSpec], Finding]] = {
+    "label_balance": lambda splits, limits: _label_balance(splits),
+    "bio_validity": lambda splits, limits: _bio_validity(splits),
+    "shortcuts": _shortcuts,
+    "entity_overlap": _entity_overlap,
+}

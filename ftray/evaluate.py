@@ -18,32 +18,21 @@ from typing import Any
 
 import torch
 
-from ftray import metrics as metric_maths
+from ftray.artefacts import recorded_strategy
 from ftray.data import normalize, read_rows
-from ftray.encoding import IGNORE, Collator, encode
+from ftray.encoding import Collator, model_logits
 from ftray.errors import FtrayError
-from ftray.evaluation import make_evaluator
+from ftray.evaluation import Evaluator, ScoredRow
 from ftray.inference import ModelFiles, load_model, version_files
 from ftray.models import load_tokenizer, resolve_model_path
 from ftray.spec import DataSpec
+from ftray.strategies import get_strategy
+from ftray.tasks import encode, get_task
 
 BATCH_SIZE = 32
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 RAY_ROWS = 20_000  # files larger than this are scored in Ray tasks, one per CPU of the cluster
 MAX_ERRORS_SHOWN = 5
 DEFAULT_MAX_LENGTH = 512  # for a spec that records none (a model pushed from outside ftray)
-
-
-@dataclass
-class ScoredRow:
-    """One example's outcome, for the error list: what it was, what the model said, how sure."""
-
-    index: int  # 1-based row in the file
-    text: str
-    expected: str
-    predicted: str
-    confidence: float  # of the predicted label (classification) or 1 - token accuracy (NER)
-    wrong: bool
 
 
 @dataclass
@@ -208,15 +197,12 @@ def _max_length(spec: dict[str, Any]) -> int:
 
 def output_files(directory: Path, result: dict[str, Any]) -> ModelFiles:
     """What a loader needs for a training output, from its result summary (task, labels, spec)."""
-    from ftray.artefacts import detect_kind
-
-    kind = detect_kind(directory, result)
-    # A training output of the partial strategy is a whole model; only registration delta-packs it.
-    kind = "full" if kind == "partial" else kind
+    record = recorded_strategy(directory, result, None)
     base = None
-    if kind in ("adapter", "prompt"):
+    if get_strategy(record["kind"]).needs_base:
         base = Path(resolve_model_path(result["spec"]["model"]["name"]))
-    return ModelFiles(directory, kind, result["task"], result.get("labels") or [], base)
+    labels = result.get("labels") or []
+    return ModelFiles(directory, record["kind"], result["task"], labels, base, record["config"])
 
 
 def _data_spec(spec: dict[str, Any]) -> DataSpec:
@@ -243,11 +229,7 @@ def apply_data_overrides(data: DataSpec, overrides: Sequence[str]) -> DataSpec:
 
 def check_task_fields(row: dict[str, Any], task: str, data: DataSpec, where: str) -> None:
     """Refuse data shaped for another task before the per-row errors would say it less clearly."""
-    needed = {
-        "sequence-classification": [data.text_field, data.label_field],
-        "token-classification": [data.tokens_field, data.tags_field],
-        "causal-lm": [data.completion_field],
-    }[task]
+    needed = [getattr(data, setting) for setting in get_task(task).fields]
     missing = [name for name in needed if name not in row]
     if missing:
         present = ", ".join(sorted(row)) or "none"
@@ -287,8 +269,7 @@ def score_examples(
     for other, rows in parts[1:]:
         evaluator.merge(other)
         scored += rows
-    confusion = evaluator.cm.tolist() if files.task == "sequence-classification" else None
-    return Scores(evaluator.compute(), confusion, scored)
+    return Scores(evaluator.compute(), evaluator.confusion, scored)
 
 
 def _score_shard(
@@ -298,95 +279,38 @@ def _score_shard(
     data: DataSpec,
     groups: list[str],
     max_length: int,
-) -> tuple[Any, list[ScoredRow]]:
+) -> tuple[Evaluator, list[ScoredRow]]:
     """One shard's evaluator counts and per-row outcomes (rows numbered from `offset`)."""
+    task = get_task(files.task)
     model, logit_offset = load_model(files)
     tokenizer = load_tokenizer(str(files.directory))
     features = encode(examples, files.task, tokenizer, files.labels, groups, max_length)
-    evaluator = make_evaluator(files.task, files.labels, groups, data.max_slice_gap)
+    evaluator = task.evaluator(files.labels, groups, data.max_slice_gap)
     collate = Collator(tokenizer.pad_token_id)
     scored: list[ScoredRow] = []
     with torch.no_grad():
         for start in range(0, len(features), BATCH_SIZE):
             batch = collate(features[start : start + BATCH_SIZE])
-            inputs = {k: v for k, v in batch.items() if k in MODEL_INPUTS}
-            logits = model(**inputs).logits.float()
-            logits = logits[:, logit_offset:] if logit_offset else logits
+            logits = model_logits(model, batch, logit_offset).float()
             evaluator.add(logits, batch)
-            scored += _rows(files, examples, start, logits, batch["labels"], offset)
+            first_row = offset + start + 1  # rows count from the file's top
+            rows = examples[start : start + BATCH_SIZE]
+            scored += task.scored_rows(files.labels, rows, logits, batch["labels"], first_row)
     return evaluator, scored
 
 
 def _check_labels(examples: list[dict[str, Any]], files: ModelFiles, where: str) -> None:
-    if files.task == "causal-lm":
+    task = get_task(files.task)
+    if not task.labelled:
         return
     known = set(files.labels)
     for number, example in enumerate(examples, start=1):
-        values = [example["label"]] if "label" in example else example["tags"]
-        unknown = [v for v in values if v not in known]
+        unknown = [v for v in task.example_labels(example) if v not in known]
         if unknown:
             raise FtrayError(
                 f"{where} row {number}: label {unknown[0]!r} is not one the model predicts "
                 f"({', '.join(files.labels)})"
             )
-
-
-def _rows(
-    files: ModelFiles,
-    examples: list[dict[str, Any]],
-    start: int,
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    offset: int,
-) -> list[ScoredRow]:
-    """Each row of the batch at `start` of this shard; row numbers count from the file's top."""
-    first = offset + start + 1
-    if files.task == "sequence-classification":
-        probabilities = logits.softmax(dim=-1)
-        rows = []
-        for i, row in enumerate(probabilities):
-            example, best = examples[start + i], int(row.argmax())
-            predicted = files.labels[best]
-            rows.append(
-                ScoredRow(
-                    first + i,
-                    example["text"],
-                    example["label"],
-                    predicted,
-                    float(row[best]),
-                    predicted != example["label"],
-                )
-            )
-        return rows
-    if files.task == "token-classification":
-        return [
-            _tagged_row(files.labels, examples[start + i], logits[i], labels[i], first + i)
-            for i in range(logits.shape[0])
-        ]
-    return []  # causal LM: loss and perplexity only
-
-
-def _tagged_row(
-    labels: list[str], example: dict, logits: torch.Tensor, gold: torch.Tensor, index: int
-) -> ScoredRow:
-    keep = gold != IGNORE
-    predicted_tags = [labels[i] for i in logits.argmax(dim=-1)[keep].tolist()]
-    gold_tags = example["tags"][: len(predicted_tags)]
-    tokens = example["tokens"]
-
-    def spans(tags: list[str]) -> str:
-        found = sorted(metric_maths.bio_spans(tags), key=lambda s: s[1])
-        return "; ".join(f"{kind}: {' '.join(tokens[a:b])}" for kind, a, b in found) or "-"
-
-    wrong_tokens = sum(p != g for p, g in zip(predicted_tags, gold_tags, strict=True))
-    return ScoredRow(
-        index,
-        " ".join(tokens),
-        spans(gold_tags),
-        spans(predicted_tags),
-        wrong_tokens / max(len(gold_tags), 1),
-        metric_maths.bio_spans(predicted_tags) != metric_maths.bio_spans(gold_tags),
-    )
 
 
 def confusion_plot(evaluation: Evaluation, directory: Path) -> Path:

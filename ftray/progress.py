@@ -29,7 +29,7 @@ def make_sink() -> Any:
             events, self.events = self.events, []
             return events
 
-    return ProgressSink.remote()
+    return ProgressSink.remote()  # type: ignore[attr-defined]  # added by @ray.remote
 
 
 def format_metrics(row: dict[str, Any]) -> str:

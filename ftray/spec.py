@@ -13,11 +13,28 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from ftray.errors import FtrayError
-from ftray.strategies import STRATEGIES, AnyStrategyConfig
-from ftray.tasks import TASK_METRICS, Task, default_metric, metric_mode
+from ftray.strategies import StrategyConfig, get_strategy, validate_config
+
+
+def tasks() -> Any:
+    """The task plugins. They import torch and transformers, which reading a spec does not need
+    until a task is looked up; commands that never validate one start faster without them."""
+    import ftray.tasks
+
+    return ftray.tasks
+
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -28,9 +45,17 @@ class Section(BaseModel):
 
 class ModelSpec(Section):
     name: str = "all-MiniLM-L6-v2"  # local directory, bundled model name, or hub id
-    task: Task = "sequence-classification"
+    task: str = "sequence-classification"  # a built-in task or one added with register_task
     labels: list[str] | None = None  # inferred from the training data when omitted
     max_length: int = Field(128, gt=0)
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, task: str) -> str:
+        known = tasks().TASKS
+        if task not in known:
+            raise ValueError(f"{task!r} is not one of {', '.join(known)}")
+        return task
 
     @field_validator("labels")
     @classmethod
@@ -213,7 +238,10 @@ class JobSpec(Section):
     name: str = "ftray-job"
     model: ModelSpec = ModelSpec()
     data: DataSpec
-    strategy: AnyStrategyConfig = Field(default_factory=lambda: STRATEGIES["adapter"].config_type())
+    # Any registered strategy's config; serialised as its own type, not as the base class.
+    strategy: SerializeAsAny[StrategyConfig] = Field(
+        default_factory=lambda: validate_config({"kind": "adapter"})
+    )
     train: TrainSpec = TrainSpec()
     scaling: ScalingSpec = ScalingSpec()
     deepspeed: DeepSpeedSpec = DeepSpeedSpec()
@@ -228,32 +256,45 @@ class JobSpec(Section):
             raise ValueError("use 1-128 letters, digits, '.', '_' or '-', starting alphanumeric")
         return name
 
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _strategy_config(cls, raw: Any) -> StrategyConfig:
+        """The kind picks the config type, among built-in and registered strategies alike."""
+        try:
+            return validate_config(raw)
+        except FtrayError as exc:
+            raise PydanticCustomError("strategy", str(exc)) from None
+        except ValidationError as exc:
+            kind = get_strategy(raw["kind"]).config_type
+            message = describe_validation_error(exc, kind, ("strategy",))
+            raise PydanticCustomError("strategy", message) from None
+
     @model_validator(mode="after")
     def _metrics_are_reported(self) -> JobSpec:
         task = self.model.task
+        metrics = tasks().get_task(task).metrics
         for where, metric in (
             ("train.early_stopping.metric", self.train.early_stopping.metric),
             ("tune.metric", self.tune.metric),
         ):
-            if metric is not None and metric not in TASK_METRICS[task]:
+            if metric is not None and metric not in metrics:
                 raise ValueError(
-                    f"{where}: {metric!r} is not reported for {task} "
-                    f"(one of {', '.join(TASK_METRICS[task])})"
+                    f"{where}: {metric!r} is not reported for {task} (one of {', '.join(metrics)})"
                 )
         return self
 
     @property
     def metric(self) -> str:
         """The objective: early stopping, best checkpoint and tuning all optimise it."""
-        return self.train.early_stopping.metric or default_metric(self.model.task)
+        return self.train.early_stopping.metric or tasks().default_metric(self.model.task)
 
     @property
     def mode(self) -> str:
-        return self.train.early_stopping.mode or metric_mode(self.metric)
+        return self.train.early_stopping.mode or tasks().metric_mode(self.metric)
 
     @property
     def learning_rate(self) -> float:
-        return self.train.learning_rate or STRATEGIES[self.strategy.kind].default_learning_rate
+        return self.train.learning_rate or get_strategy(self.strategy.kind).default_learning_rate
 
 
 def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> JobSpec:
@@ -355,20 +396,20 @@ def _resolve_paths(spec: JobSpec, base_dir: Path) -> None:
         spec.registry.uri = local(spec.registry.uri)
 
 
-def describe_validation_error(exc: ValidationError) -> str:
+def describe_validation_error(
+    exc: ValidationError, root: type[BaseModel] | None = None, prefix: tuple[str, ...] = ()
+) -> str:
     """The first pydantic error as one line: the dotted field, then what is wrong with it."""
     error = exc.errors()[0]
-    loc, strategy_kind = _user_location(error["loc"])
-    where = ".".join(loc) or "spec"
     kind = error["type"]
+    if kind == "strategy":  # already described, field included, by the strategy's validator
+        return error["msg"]
+    loc = [*prefix, *(str(p) for p in error["loc"])]
+    where = ".".join(loc) or "spec"
     if kind == "extra_forbidden":
-        allowed = _fields_at(loc[:-1], strategy_kind)
+        allowed = _fields_at(root or JobSpec, [str(p) for p in error["loc"]][:-1])
         hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
         return f"unknown field {where!r}{hint}"
-    if kind == "union_tag_invalid":
-        return f"{where}.kind: {error['input'].get('kind')!r} is not one of {', '.join(STRATEGIES)}"
-    if kind == "union_tag_not_found":
-        return f"{where}.kind: required (one of {', '.join(STRATEGIES)})"
     if kind == "literal_error":
         return f"{where}: {error['input']!r} is not one of {error['ctx']['expected']}"
     if kind == "missing":
@@ -377,23 +418,12 @@ def describe_validation_error(exc: ValidationError) -> str:
     return f"{where}: {message}" if loc else message
 
 
-def _user_location(loc: tuple[Any, ...]) -> tuple[list[str], str | None]:
-    """Split off the tag pydantic inserts after `strategy` (strategy.adapter.r -> strategy.r)."""
-    parts = [str(p) for p in loc]
-    if len(parts) > 1 and parts[0] == "strategy" and parts[1] in STRATEGIES:
-        return [parts[0], *parts[2:]], parts[1]
-    return parts, None
-
-
-def _fields_at(loc: list[str], strategy_kind: str | None) -> list[str]:
+def _fields_at(model: type[BaseModel], loc: list[str]) -> list[str]:
     """The field names allowed at `loc`, for 'unknown field' hints."""
-    model: type[BaseModel] = JobSpec
     for part in loc:
         field = model.model_fields.get(part)
         annotation = field.annotation if field else None
-        if part == "strategy" and strategy_kind:
-            model = STRATEGIES[strategy_kind].config_type
-        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             model = annotation
         else:
             inner = [a for a in typing.get_args(annotation) if isinstance(a, type)]

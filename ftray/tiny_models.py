@@ -22,6 +22,7 @@ from transformers import (
     BertModel,
     LlamaConfig,
     LlamaForCausalLM,
+    PreTrainedModel,
     PreTrainedTokenizerFast,
 )
 
@@ -38,7 +39,9 @@ def build_tokenizer(texts: Iterable[str], architecture: Architecture, vocab_size
         tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
         tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tokenizer.decoder = decoders.WordPiece()
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials)
+        trainer: trainers.Trainer = trainers.WordPieceTrainer(
+            vocab_size=vocab_size, special_tokens=specials
+        )
         tokenizer.train_from_iterator(texts, trainer)
         cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
         tokenizer.post_processor = processors.TemplateProcessing(
@@ -102,7 +105,7 @@ def build_tiny_model(
         "pad_token_id": tokenizer.pad_token_id,
     }
     if architecture == "bert":
-        model = BertModel(BertConfig(**common))
+        model: PreTrainedModel = BertModel(BertConfig(**common))
     else:
         config = LlamaConfig(
             **common,

@@ -16,7 +16,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ftray import storage
+from ftray import plugins, storage
 from ftray.checkpointing import EXPORT_SCORE, MODEL_DIR
 from ftray.errors import FtrayError
 from ftray.plan import Plan, plan_job
@@ -34,9 +34,11 @@ from ftray.spec import JobSpec
 
 def ray_train_worker(config: dict[str, Any]) -> None:
     """The function Ray Train runs on each worker."""
+    # Imported here, on the worker: the driver never loads the loop (or DeepSpeed through it).
     from ftray.loop import train_worker
     from ftray.session import RaySession
 
+    plugins.install(config.get("plugins"))
     train_worker(JobSpec.model_validate(config["spec"]), RaySession(config.get("progress_sink")))
 
 
@@ -54,6 +56,7 @@ def build_trainer(
         train_loop_config={
             "spec": node_portable(spec).model_dump(mode="json"),
             "progress_sink": progress_sink,
+            "plugins": plugins.portable(),
         },
         scaling_config=ScalingConfig(
             num_workers=scaling.num_workers,
@@ -161,6 +164,7 @@ def register_result(
     from ftray.artefacts import register_output
     from registry import Registry
 
+    assert spec.registry.register_as, "only called for a spec that registers its model"
     try:
         registry = Registry.open(spec.registry.uri)
         manifest = register_output(
@@ -195,7 +199,8 @@ def fit(trainer: Any) -> Any:
 
 def failure_cause(exc: BaseException) -> str:
     failures = getattr(exc, "worker_failures", None) or {}
-    cause = next(iter(failures.values()), None) or getattr(exc, "controller_failure", None) or exc
+    cause: Any = next(iter(failures.values()), None) or getattr(exc, "controller_failure", None)
+    cause = cause or exc
     while getattr(cause, "cause", None) is not None:  # RayTaskError wraps the worker's exception
         cause = cause.cause
     text = str(cause).strip().splitlines()

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ftray import plugins
 from serving.endpoint import Endpoint
 
 
@@ -69,6 +70,13 @@ def build_app(args: dict[str, Any]) -> Any:
         "max_batch_size": options.max_batch_size,
         "batch_wait_s": options.batch_wait_ms / 1000,
     }
-    return Endpoint.options(**scaling).bind(
-        options.refs, options.registry, options.token, options.poll_interval_s, limits, models
+    # Endpoint is a Serve Deployment (its decorator's return type is lost to mypy).
+    return Endpoint.options(**scaling).bind(  # type: ignore[attr-defined]
+        options.refs,
+        options.registry,
+        options.token,
+        options.poll_interval_s,
+        limits,
+        models,
+        plugins.portable(),
     )

@@ -28,11 +28,13 @@ import time
 import uuid
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from ray import serve
 
+from ftray import plugins
+from ftray.tasks import get_task
 from serving.models import Models
 from serving.schema import (
     ApiError,
@@ -65,6 +67,46 @@ logger = logging.getLogger("ray.serve")
 api = FastAPI(title="ftray", docs_url=None, redoc_url=None)
 
 
+@api.exception_handler(ApiError)
+async def api_error(request: Request, error: ApiError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status)
+
+
+@api.middleware("http")
+async def bugs_answer_json(request: Request, call_next: Any) -> Any:
+    """A bug of ours is logged and answered as JSON; the replica lives on."""
+    try:
+        return await call_next(request)
+    except Exception:
+        logger.exception("request failed")
+        failure = ApiError(500, "internal error; see the replica's log", kind="server_error")
+        return JSONResponse(failure.body(), status_code=failure.status)
+
+
+def authorized(request: Request) -> None:
+    """The bearer token the replica was started with (`api.state.token`), when it has one."""
+    token = request.app.state.token
+    if token and request.headers.get("authorization") != f"Bearer {token}":
+        raise ApiError(401, "missing or wrong bearer token", kind="authentication_error")
+
+
+async def parse(request: Request, schema: type[BaseModel]) -> Any:
+    """The body as `schema`; one error line naming the field (the first one wrong)."""
+    try:
+        body = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "the request body is not valid JSON") from None
+    try:
+        return schema.model_validate(body)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        raise ApiError(422, f"{where}: {error['msg']}") from None
+
+
+AUTHORIZED = [Depends(authorized)]
+
+
 @serve.deployment(
     name="endpoint", max_ongoing_requests=128, logging_config={"enable_access_log": False}
 )
@@ -78,10 +120,12 @@ class Endpoint:
         poll_interval_s: float = 10.0,
         limits: dict[str, int] | None = None,
         models: dict[str, Any] | None = None,
+        added_plugins: list[Any] | None = None,
     ) -> None:
         from registry import Registry
 
-        self.token = token
+        plugins.install(added_plugins)  # strategies and tasks the driver registered
+        api.state.token = token
         self.limits = Limits(**(limits or {}))
         self.registry = Registry.open(registry_uri)
         self.models = Models(self.registry, **(models or {}))
@@ -138,36 +182,6 @@ class Endpoint:
                 503, f"{version} could not answer: {message}", kind="server_error"
             ) from None
 
-    # ---- request plumbing
-
-    def authorize(self, request: Request) -> None:
-        if self.token and request.headers.get("authorization") != f"Bearer {self.token}":
-            raise ApiError(401, "missing or wrong bearer token", kind="authentication_error")
-
-    @staticmethod
-    async def parse(request: Request, schema: type[BaseModel]) -> Any:
-        try:
-            body = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ApiError(400, "the request body is not valid JSON") from None
-        try:
-            return schema.model_validate(body)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(str(p) for p in error["loc"]) or "body"
-            raise ApiError(422, f"{where}: {error['msg']}") from None
-
-    async def handle(self, request: Request, action: Any) -> JSONResponse:
-        try:
-            self.authorize(request)
-            return JSONResponse(await action())
-        except ApiError as error:
-            return JSONResponse(error.body(), status_code=error.status)
-        except Exception:  # a bug of ours: logged, answered as JSON, the replica lives on
-            logger.exception("request failed")
-            error = ApiError(500, "internal error; see the replica's log", kind="server_error")
-            return JSONResponse(error.body(), status_code=error.status)
-
     async def stats(self) -> dict[str, Any]:
         """For handles (tests, benchmarks): what the replica's models hold and how they batch."""
         return await self.models.stats()
@@ -178,64 +192,53 @@ class Endpoint:
     async def healthz(self) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
-    @api.get("/v1/models")
-    async def list_models(self, request: Request) -> JSONResponse:
-        async def action() -> dict[str, Any]:
-            with self._lock:
-                resolved = dict(self.resolved)
-            data = [
-                {"id": ref, "object": "model", "owned_by": "ftray", "resolved": version}
-                for ref, version in sorted(resolved.items())
-            ]
-            return {"object": "list", "data": data}
+    @api.get("/v1/models", dependencies=AUTHORIZED)
+    async def list_models(self) -> JSONResponse:
+        with self._lock:
+            resolved = dict(self.resolved)
+        data = [
+            {"id": ref, "object": "model", "owned_by": "ftray", "resolved": version}
+            for ref, version in sorted(resolved.items())
+        ]
+        return JSONResponse({"object": "list", "data": data})
 
-        return await self.handle(request, action)
+    @api.post("/v1/reload", dependencies=AUTHORIZED)
+    async def reload(self) -> JSONResponse:
+        try:
+            return JSONResponse({"models": self.resolve_now()})
+        except Exception as exc:
+            raise ApiError(503, f"cannot read the registry: {exc}", kind="server_error") from None
 
-    @api.post("/v1/reload")
-    async def reload(self, request: Request) -> JSONResponse:
-        async def action() -> dict[str, Any]:
-            try:
-                return {"models": self.resolve_now()}
-            except Exception as exc:
-                raise ApiError(
-                    503, f"cannot read the registry: {exc}", kind="server_error"
-                ) from None
-
-        return await self.handle(request, action)
-
-    @api.post("/v1/predict")
+    @api.post("/v1/predict", dependencies=AUTHORIZED)
     async def predict(self, request: Request) -> JSONResponse:
-        async def action() -> dict[str, Any]:
-            body = await self.parse(request, PredictRequest)
-            check_sizes(body.inputs, self.limits)
-            version = self.route(body.model)
-            task = await self.task_of(version)
-            options = {"max_new_tokens": 32} if task == "causal-lm" else {}
-            outputs = await self.run(version, body.inputs, options)
-            return {"model": version, "requested": body.model, "task": task, "outputs": outputs}
+        body = await parse(request, PredictRequest)
+        check_sizes(body.inputs, self.limits)
+        version = self.route(body.model)
+        task = await self.task_of(version)
+        outputs = await self.run(version, body.inputs, {})
+        return JSONResponse(
+            {"model": version, "requested": body.model, "task": task, "outputs": outputs}
+        )
 
-        return await self.handle(request, action)
-
-    @api.post("/v1/completions")
+    @api.post("/v1/completions", dependencies=AUTHORIZED)
     async def completions(self, request: Request) -> JSONResponse:
-        async def action() -> dict[str, Any]:
-            body = await self.parse(request, CompletionRequest)
-            prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-            check_sizes(prompts, self.limits, "prompt")
-            version = await self.causal_version(body.model)
-            outputs = await self.run(
-                version, prompts, self.generation(body.max_tokens, body.temperature)
-            )
-            choices = [
-                {
-                    "index": i,
-                    "text": o["completion"],
-                    "finish_reason": o["finish_reason"],
-                    "logprobs": None,
-                }
-                for i, o in enumerate(outputs)
-            ]
-            return {
+        body = await parse(request, CompletionRequest)
+        prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+        check_sizes(prompts, self.limits, "prompt")
+        version = await self.causal_version(body.model)
+        generation = self.generation(body.max_tokens, body.temperature)
+        outputs = await self.run(version, prompts, generation)
+        choices = [
+            {
+                "index": i,
+                "text": o["completion"],
+                "finish_reason": o["finish_reason"],
+                "logprobs": None,
+            }
+            for i, o in enumerate(outputs)
+        ]
+        return JSONResponse(
+            {
                 "id": f"cmpl-{uuid.uuid4().hex}",
                 "object": "text_completion",
                 "created": int(time.time()),
@@ -243,38 +246,34 @@ class Endpoint:
                 "choices": choices,
                 "usage": usage(outputs),
             }
+        )
 
-        return await self.handle(request, action)
-
-    @api.post("/v1/chat/completions")
+    @api.post("/v1/chat/completions", dependencies=AUTHORIZED)
     async def chat_completions(self, request: Request) -> JSONResponse:
-        async def action() -> dict[str, Any]:
-            body = await self.parse(request, ChatCompletionRequest)
-            check_sizes([m.content for m in body.messages], self.limits, "messages")
-            version = await self.causal_version(body.model)
-            prompt = chat_prompt([m.model_dump() for m in body.messages])
-            max_tokens = body.max_completion_tokens or body.max_tokens or 16
-            [output] = await self.run(
-                version, [prompt], self.generation(max_tokens, body.temperature)
-            )
-            message = {"role": "assistant", "content": output["completion"]}
-            return {
+        body = await parse(request, ChatCompletionRequest)
+        check_sizes([m.content for m in body.messages], self.limits, "messages")
+        version = await self.causal_version(body.model)
+        prompt = chat_prompt([m.model_dump() for m in body.messages])
+        max_tokens = body.max_completion_tokens or body.max_tokens or 16
+        generation = self.generation(max_tokens, body.temperature)
+        [output] = await self.run(version, [prompt], generation)
+        message = {"role": "assistant", "content": output["completion"]}
+        choice = {"index": 0, "message": message, "finish_reason": output["finish_reason"]}
+        return JSONResponse(
+            {
                 "id": f"chatcmpl-{uuid.uuid4().hex}",
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": version,
                 "usage": usage([output]),
-                "choices": [
-                    {"index": 0, "message": message, "finish_reason": output["finish_reason"]}
-                ],
+                "choices": [choice],
             }
-
-        return await self.handle(request, action)
+        )
 
     async def causal_version(self, requested: str) -> str:
         version = self.route(requested)
         task = await self.task_of(version)
-        if task != "causal-lm":
+        if not get_task(task).generates:
             raise ApiError(
                 400, f"{requested} is a {task} model; use /v1/predict", code="wrong_task"
             )

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -22,17 +21,18 @@ from typing import Any
 import torch
 from ray import serve
 
-from ftray.artefacts import PROMPT_PEFT_TYPES
-from ftray.inference import ModelFiles, Predictor, adapter_logit_offset, load_base, version_files
+from ftray.inference import Predictor, version_files
+from ftray.model_files import ModelFiles
 from ftray.models import load_tokenizer, quiet_transformers
 from serving.batching import answer_grouped
 
 
 class SharedBases:
-    """One PEFT model per (base, task, labels, family) per replica; versions are its adapters.
+    """One shared model per (base, task, labels, family) per replica; versions are its members.
 
-    LoRA-like adapters rewrite the base's modules and prompt adapters feed it virtual tokens:
-    the two families cannot share one PEFT model, so each family gets its own.
+    The strategy that trained a version says whether it can share (`Strategy.sharing_family`)
+    and how a version joins and leaves the shared model (`attach`, `detach`): for the PEFT
+    strategies, versions are adapters of one PEFT model, one per family.
     """
 
     def __init__(self) -> None:
@@ -41,23 +41,13 @@ class SharedBases:
 
     @staticmethod
     def key(files: ModelFiles) -> tuple:
-        config = json.loads((files.directory / "adapter_config.json").read_text())
-        family = "prompt" if config.get("peft_type") in PROMPT_PEFT_TYPES else "lora"
+        family = files.strategy.sharing_family(files)
         return (str(files.base_directory), files.task, tuple(files.labels), family)
 
     def attach(self, files: ModelFiles, name: str, device: torch.device) -> Any:
-        from peft import PeftModel
-
         key = self.key(files)
-        if key in self.models:
-            model = self.models[key]
-            model.load_adapter(str(files.directory), adapter_name=name, is_trainable=False)
-        else:
-            model = PeftModel.from_pretrained(
-                load_base(files), str(files.directory), adapter_name=name, is_trainable=False
-            )
-            model.eval().to(device)
-            self.models[key] = model
+        model = files.strategy.attach(self.models.get(key), files, name)
+        self.models[key] = model.to(device)
         self.members[key].add(name)
         return model
 
@@ -68,7 +58,7 @@ class SharedBases:
             self.models.pop(key, None)
             self.members.pop(key, None)
         else:
-            self.models[key].delete_adapter(name)
+            files.strategy.detach(self.models[key], name)
 
 
 class LoadedVersion:
@@ -109,18 +99,19 @@ class Models:
         # line; Serve keys its LRU cache and its routing on the multiplexed model id.
         self.version = serve.multiplexed(max_num_models_per_replica=capacity)(load_version)
         self.batches = self.batched_inputs = 0  # inputs per forward pass = their ratio
-        self.batched.set_max_batch_size(max_batch_size)
-        self.batched.set_batch_wait_timeout_s(batch_wait_s)
+        # serve.batch's wrapper has these setters; its type stubs do not say so.
+        self.batched.set_max_batch_size(max_batch_size)  # type: ignore
+        self.batched.set_batch_wait_timeout_s(batch_wait_s)  # type: ignore
 
     def _load_version_now(self, ref: str) -> LoadedVersion:
         files = version_files(self.registry, ref)
-        if files.kind not in ("adapter", "prompt"):
+        if files.strategy.sharing_family(files) is None:
             predictor = Predictor.from_files(files, self.device)
             return LoadedVersion(ref, files, predictor, None)
         model = self.bases.attach(files, ref, self.device)
         tokenizer = load_tokenizer(str(files.directory))
         predictor = Predictor(
-            model, tokenizer, files.task, files.labels, adapter_logit_offset(files), adapter=ref
+            model, tokenizer, files.task, files.labels, files.logit_offset(), adapter=ref
         )
 
         return LoadedVersion(ref, files, predictor, lambda: self.bases.detach(files, ref))
@@ -150,13 +141,13 @@ class Models:
         self, ref: str, inputs: list[str], options: dict[str, Any]
     ) -> list[dict[str, Any]]:
         """One request's answers; requests arriving together are batched."""
-        result = await self.batched(ref, inputs, options)
+        result = await self.batched(ref, inputs, options)  # type: ignore  # serve.batch's stub
         if isinstance(result, Exception):
             raise result
         return result
 
-    @serve.batch  # its size and wait are the replica's options, set in __init__
-    async def batched(
+    @serve.batch  # type: ignore  # size and wait are the replica's options, set in __init__
+    async def batched(  # type: ignore[misc]
         self, refs: list[str], inputs: list[list[str]], options: list[dict[str, Any]]
     ) -> list:
         """A batch of requests, one forward per version."""

@@ -8,12 +8,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ftray.artefacts import PARTIAL_FILE, detect_kind, register_output
+from ftray.artefacts import detect_kind, read_result, recorded_strategy, register_output
 from ftray.errors import FtrayError
+from ftray.inference import version_files
+from ftray.model_files import ModelFiles
 from ftray.models import load_task_model, load_tokenizer
 from ftray.runs import RESULT_FILE
 from ftray.strategies import get_strategy
-from registry import BlobCache, Registry
+from ftray.strategies.partial import PARTIAL_FILE
+from registry import BlobCache, Manifest, Registry
 from registry.local_store import LocalStore
 from registry.s3_store import S3Store
 
@@ -60,12 +63,14 @@ def trained_output(tmp_path: Path, base: Path, kind: str, seed: int, **knobs) ->
     return out
 
 
-def test_kinds_are_detected_from_the_directory(tmp_path, tiny_bert):
+def test_the_strategy_is_read_from_the_result_and_recognised_in_foreign_directories(
+    tmp_path, tiny_bert
+):
     assert detect_kind(trained_output(tmp_path, tiny_bert, "adapter", 1)) == "adapter"
     assert detect_kind(trained_output(tmp_path, tiny_bert, "prompt", 1)) == "prompt"
     assert detect_kind(trained_output(tmp_path, tiny_bert, "full", 1)) == "full"
     partial = trained_output(tmp_path, tiny_bert, "partial", 1)
-    assert detect_kind(partial, json.loads((partial / RESULT_FILE).read_text())) == "partial"
+    assert recorded_strategy(partial, read_result(partial), None)["kind"] == "partial"
     with pytest.raises(FtrayError, match="neither a transformers model nor a PEFT adapter"):
         detect_kind(tmp_path)
 
@@ -111,3 +116,33 @@ def test_reference_policy_records_the_base_without_storing_it(registry, tmp_path
     )
     assert manifest.base["name"] == str(tiny_bert) and len(manifest.base["fingerprint"]) == 64
     assert registry.models() == ["p"]
+
+
+def test_the_manifest_records_the_strategy_that_trained_the_version(tmp_path, tiny_bert):
+    registry = Registry(LocalStore(tmp_path / "registry"), BlobCache(tmp_path / "cache"))
+    out = trained_output(tmp_path, tiny_bert, "prompt", 5, num_virtual_tokens=3)
+    result = read_result(out)
+    result["spec"]["strategy"] = {"kind": "prompt", "num_virtual_tokens": 3}  # as train writes
+    (out / RESULT_FILE).write_text(json.dumps(result))
+    manifest = register_output(registry, out, "p")
+    assert manifest.strategy["kind"] == "prompt" and manifest.strategy["method"] == "prompt_tuning"
+    assert manifest.strategy["config"]["num_virtual_tokens"] == 3
+    files = version_files(registry, "p:1")
+    assert files.config == get_strategy("prompt").config_type(num_virtual_tokens=3)
+
+
+def test_versions_registered_before_strategies_were_recorded_still_load(tmp_path, tiny_bert):
+    """A manifest with `kind` alone: the strategy rebuilds its config (here the virtual tokens
+    that token-level logits drop) from its own files."""
+    registry = Registry(LocalStore(tmp_path / "registry"), BlobCache(tmp_path / "cache"))
+    out = trained_output(tmp_path, tiny_bert, "prompt", 6, num_virtual_tokens=4)
+    manifest = register_output(registry, out, "p")
+    old = json.loads(manifest.to_json())
+    del old["strategy"]
+    assert Manifest.from_json(json.dumps(old).encode()).strategy is None
+    legacy = ModelFiles(out, "prompt", "token-classification", ["O", "B-X"], tiny_bert, None)
+    assert legacy.config.num_virtual_tokens == 4 and legacy.logit_offset() == 4
+    recorded = ModelFiles(
+        out, "prompt", "token-classification", ["O", "B-X"], tiny_bert, manifest.strategy["config"]
+    )
+    assert recorded.logit_offset() == 4

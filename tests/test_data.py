@@ -6,9 +6,10 @@ import pytest
 from conftest import EXAMPLES, clm_raw, make_spec, ner_raw, sentiment_raw, write_jsonl
 
 from ftray.data import load_splits, read_rows, stratified_split
-from ftray.encoding import IGNORE, Collator, encode
+from ftray.encoding import IGNORE, Collator
 from ftray.errors import FtrayError
 from ftray.models import load_tokenizer
+from ftray.tasks import encode
 
 ROWS = [
     {"text": f"review number {i}", "label": "pos" if i % 3 else "neg", "group": f"g{i % 2}"}

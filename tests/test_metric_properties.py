@@ -20,8 +20,8 @@ from seqeval.metrics import recall_score as seqeval_recall
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
 from ftray import metrics
-from ftray.evaluation import make_evaluator
 from ftray.session import _free_port
+from ftray.tasks import make_evaluator
 
 LABELS = ["a", "b", "c", "d"]
 TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]

@@ -9,8 +9,8 @@ import torch.multiprocessing as mp
 from ftray import metrics
 from ftray.early_stopping import EarlyStopping
 from ftray.encoding import IGNORE
-from ftray.evaluation import make_evaluator
 from ftray.session import _free_port
+from ftray.tasks import make_evaluator
 
 
 def test_classification_metrics_match_hand_computed_values():

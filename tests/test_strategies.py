@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from ftray.errors import FtrayError
-from ftray.losses import task_loss
 from ftray.models import load_task_model, load_tokenizer
 from ftray.strategies import STRATEGIES, get_strategy
+from ftray.tasks import get_task
 
 BERT_LABELS = ["neg", "pos"]
 TAGS = ["O", "B-PER", "I-PER"]
@@ -98,7 +98,7 @@ def test_prompt_methods_work_for_token_classification(tiny_bert, method):
     offset = strategy.logit_offset(config, "token-classification")
     logits = model(**batch).logits
     assert offset == 4 and logits.shape[1] == batch["input_ids"].shape[1] + 4
-    loss, positions = task_loss(logits[:, offset:], labels, "token-classification")
+    loss, positions = get_task("token-classification").loss(logits[:, offset:], labels)
     loss.backward()
     assert positions == int((labels != -100).sum())
     assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad)

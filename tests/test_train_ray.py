@@ -18,11 +18,12 @@ from conftest import EXAMPLES, ROOT, TEMPLATED, make_spec, ner_raw, sentiment_ra
 
 from ftray.checkpointing import TRAINER_STATE
 from ftray.data import load_splits
-from ftray.encoding import Collator, encode
+from ftray.encoding import Collator
 from ftray.errors import FtrayError
 from ftray.models import load_tokenizer
 from ftray.runs import RESULT_FILE
 from ftray.runtime import ray_runtime
+from ftray.tasks import encode
 from ftray.train import train
 from registry import BlobCache, Registry
 

@@ -86,7 +86,9 @@ def render_evaluation(result: dict[str, Any]) -> None:
 
 
 def _per_class_table(per_class: dict[str, dict], task: str) -> None:
-    title = "per entity type" if task == "token-classification" else "per class"
+    from ftray.tasks import get_task  # the CLI imports torch only for commands that need it
+
+    title = f"per {get_task(task).class_noun}"
     table = Table(title=title)
     for column in ("", "precision", "recall", "f1", "support"):
         table.add_column(column, justify="right" if column else "left")

@@ -150,9 +150,9 @@ def headline_metrics(value: Any) -> Any:
 @click.option("--name", required=True, help="Model name to register under.")
 @click.option(
     "--kind",
-    type=click.Choice(["full", "partial", "adapter", "prompt", "base"]),
     default=None,
-    help="Default: detected from the directory.",
+    help="A strategy's kind (full, partial, adapter, prompt or a plugin's), or base. "
+    "Default: the strategy that trained it, else detected from the directory.",
 )
 @click.option(
     "--alias", "aliases", multiple=True, help="Point this alias at the new version (repeatable)."
@@ -176,8 +176,11 @@ def push(
 ) -> None:
     """Register DIRECTORY (an ftray output, a transformers model or a PEFT adapter) as NAME."""
     from ftray.artefacts import register_output
+    from ftray.strategies import get_strategy
 
     registry = open_registry(ctx)
+    if kind is not None and kind != "base":
+        get_strategy(kind)  # an unknown kind fails here, by name
     if kind == "base":
         manifest = registry.register(directory, name, "base", aliases=aliases)
     else:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from ftray.errors import FtrayError
-from ftray.strategies.base import Strategy, StrategyConfig, peft_task_type
+from ftray.strategies._peft import PeftStrategy, adapter_config
+from ftray.strategies.base import StrategyConfig, peft_task_type
 
 if TYPE_CHECKING:
     from torch import nn
@@ -24,21 +26,24 @@ class AdapterConfig(StrategyConfig):
     target_modules: list[str] | Literal["all-linear"] | None = None
 
 
-class Adapter(Strategy):
+class Adapter(PeftStrategy):
     kind = "adapter"
     config_type = AdapterConfig
     default_learning_rate = 1e-3  # LoRA on MiniLM sentiment: 1.000 after 3 epochs vs 0.968 at 5e-4
+    peft_types = frozenset({"LORA", "IA3"})
+    family = "lora"
 
     def apply(self, model: PreTrainedModel, config: StrategyConfig, task: str) -> nn.Module:
-        from peft import IA3Config, LoraConfig, get_peft_model
+        from peft import IA3Config, LoraConfig, PeftConfig, get_peft_model
 
         assert isinstance(config, AdapterConfig)
         task_type = peft_task_type(task)
+        peft_config: PeftConfig
         if config.method == "lora":
             peft_config = LoraConfig(
                 task_type=task_type,
                 r=config.r,
-                lora_alpha=config.alpha,
+                lora_alpha=config.alpha,  # type: ignore[arg-type]  # annotated int; used as a float
                 lora_dropout=config.dropout,
                 target_modules=config.target_modules,
             )
@@ -53,6 +58,12 @@ class Adapter(Strategy):
                     f"{model.config.model_type}; list the module names to adapt"
                 ) from None
             raise FtrayError(f"strategy: {exc}") from None
+
+    def config_from_files(self, directory: Path) -> AdapterConfig:
+        saved = adapter_config(directory)
+        if saved.get("peft_type") == "IA3":
+            return AdapterConfig(method="ia3")
+        return AdapterConfig(r=saved.get("r", 8), alpha=saved.get("lora_alpha", 16))
 
 
 STRATEGY = Adapter()

@@ -1,20 +1,26 @@
-"""The one interface every fine-tuning strategy implements.
+"""The one interface every fine-tuning strategy implements, across a version's whole life.
 
-A strategy decides which parameters train: it receives the task model freshly loaded from its
-pretrained weights and returns the module to optimise (the same model with some parameters frozen,
-or a PEFT wrapper around it). Everything else (loop, checkpoints, export) is shared.
+A strategy decides which parameters train (`apply`), what a registry version stores
+(`package`), how a version loads back for inference (`load`), the positions it prepends to
+token-level logits (`logit_offset`), and whether versions can share one copy of their base in a
+serving replica (`sharing_family`, `attach`, `detach`). The loop, checkpoints, registry and
+serving call these; none of them knows which strategies exist.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     from torch import nn
     from transformers import PreTrainedModel
+
+    from ftray.model_files import ModelFiles
+    from ftray.tasks import Task
 
 
 class StrategyConfig(BaseModel):
@@ -29,6 +35,8 @@ class Strategy(ABC):
     config_type: ClassVar[type[StrategyConfig]]
     # Sensible starting points differ by orders of magnitude between strategies.
     default_learning_rate: ClassVar[float]
+    # True when a version stores only what differs from its base model (which it references).
+    needs_base: ClassVar[bool] = False
 
     @abstractmethod
     def apply(self, model: PreTrainedModel, config: StrategyConfig, task: str) -> nn.Module:
@@ -38,13 +46,54 @@ class Strategy(ABC):
         """Positions the strategy prepends to the sequence; token-level logits drop them."""
         return 0
 
+    def package(self, files: ModelFiles, scratch: Path) -> Path:
+        """The directory a registry version stores for the training output `files.directory`
+        (written under `scratch` when it differs): by default the output as it is."""
+        return files.directory
+
+    def load(self, files: ModelFiles) -> nn.Module:
+        """The model a version (or a training output) holds, in eval mode."""
+        from ftray.models import load_task_model
+
+        return load_task_model(str(files.directory), files.task, files.labels).eval()
+
+    def config_from_record(
+        self, recorded: dict[str, Any] | None, directory: Path
+    ) -> StrategyConfig:
+        """The config a version was trained with: as its manifest records it, or rebuilt from
+        its files for versions registered before manifests recorded it."""
+        if recorded:
+            return self.config_type.model_validate(recorded)
+        return self.config_from_files(directory)
+
+    def config_from_files(self, directory: Path) -> StrategyConfig:
+        return self.config_type.model_validate({"kind": self.kind})  # its defaults
+
+    def recognises(self, directory: Path) -> bool:
+        """Whether a directory ftray did not write (no recorded strategy) is this strategy's."""
+        return False
+
+    # Sharing a base in a serving replica. Versions whose family is None load as models of
+    # their own; versions of one family on the same base, task and labels share one model.
+    def sharing_family(self, files: ModelFiles) -> str | None:
+        return None
+
+    def attach(self, shared: Any, files: ModelFiles, name: str) -> Any:
+        """Add version `name` to `shared` (None: the first on its base); returns the model."""
+        raise NotImplementedError(f"{self.kind} versions do not share a base")
+
+    def detach(self, shared: Any, name: str) -> None:
+        raise NotImplementedError(f"{self.kind} versions do not share a base")
+
+
+def get_task(name: str) -> Task:
+    # Task plugins import torch and transformers; the job spec (and so every strategy module)
+    # is read by commands that need neither, so tasks load only when a strategy asks.
+    from ftray.tasks import get_task as lookup
+
+    return lookup(name)
+
 
 def peft_task_type(task: str) -> str:
     """PEFT's task type, which also makes PEFT train (and save) the task head."""
-    from peft import TaskType
-
-    return {
-        "sequence-classification": TaskType.SEQ_CLS,
-        "token-classification": TaskType.TOKEN_CLS,
-        "causal-lm": TaskType.CAUSAL_LM,
-    }[task]
+    return get_task(task).peft_task_type

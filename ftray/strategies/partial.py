@@ -3,21 +3,29 @@
 Selectors combine as a union: the top N transformer layers, parameter-name patterns (regular
 expressions), every bias (BitFit); or `head_only`. A classification head is freshly initialised,
 so it always trains.
+
+A registry version stores only the tensors that differ from its base (`partial_model.safetensors`)
+plus config and tokenizer, and references the base; the frozen tensors are not stored again.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from ftray.errors import FtrayError
-from ftray.strategies.base import Strategy, StrategyConfig
+from ftray.strategies.base import Strategy, StrategyConfig, get_task
 
 if TYPE_CHECKING:
     from torch import nn
     from transformers import PreTrainedModel
+
+    from ftray.model_files import ModelFiles
+
+PARTIAL_FILE = "partial_model.safetensors"
 
 LAYER_INDEX = re.compile(r"\.(?:layer|layers|h|block|blocks)\.(\d+)\.")
 
@@ -61,7 +69,7 @@ def select_parameters(model: PreTrainedModel, config: PartialConfig, task: str) 
     if config.head_only:
         chosen = set(head)
     else:
-        chosen = set(head) if task != "causal-lm" else set()
+        chosen = set(head) if get_task(task).new_head else set()
         if config.top_layers:
             layers = {n: int(m.group(1)) for n in names if (m := LAYER_INDEX.search(n))}
             if not layers:
@@ -87,6 +95,7 @@ class Partial(Strategy):
     kind = "partial"
     config_type = PartialConfig
     default_learning_rate = 1e-4
+    needs_base = True
 
     def apply(self, model: PreTrainedModel, config: StrategyConfig, task: str) -> nn.Module:
         assert isinstance(config, PartialConfig)
@@ -94,6 +103,47 @@ class Partial(Strategy):
         for name, param in model.named_parameters():
             param.requires_grad_(name in chosen)
         return model
+
+    def package(self, files: ModelFiles, scratch: Path) -> Path:
+        import torch
+        from safetensors.torch import load_file, save_file
+
+        tuned = {}
+        for weights in sorted(files.directory.glob("*.safetensors")):
+            tuned.update(load_file(str(weights)))
+        base_state = self._base(files).state_dict()
+        changed = {
+            k: v.contiguous()
+            for k, v in tuned.items()
+            if k not in base_state or not torch.equal(v, base_state[k].to(v.dtype))
+        }
+        save_file(changed, str(scratch / PARTIAL_FILE))
+        for path in files.directory.iterdir():
+            if path.is_file() and path.suffix != ".safetensors":
+                (scratch / path.name).write_bytes(path.read_bytes())
+        return scratch
+
+    def load(self, files: ModelFiles) -> nn.Module:
+        """A registered version is base + changed tensors; a training output a whole model."""
+        if not (files.directory / PARTIAL_FILE).exists():
+            return super().load(files)
+        from safetensors.torch import load_file
+
+        model = self._base(files)
+        changed = load_file(str(files.directory / PARTIAL_FILE))
+        unexpected = set(changed) - set(model.state_dict())
+        if unexpected:
+            raise FtrayError(
+                f"{files.directory}: tensors not in the base model: {sorted(unexpected)[:3]}"
+            )
+        model.load_state_dict(changed, strict=False)
+        return model.eval()
+
+    @staticmethod
+    def _base(files: ModelFiles) -> PreTrainedModel:
+        from ftray.models import load_task_model
+
+        return load_task_model(str(files.base_directory), files.task, files.labels)
 
 
 STRATEGY = Partial()

@@ -9,12 +9,14 @@ Prefix tuning feeds the model a key/value cache, which only causal-LM decoders a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from ftray.errors import FtrayError
-from ftray.strategies.base import Strategy, StrategyConfig, peft_task_type
+from ftray.strategies._peft import PeftStrategy, adapter_config
+from ftray.strategies.base import StrategyConfig, get_task, peft_task_type
 
 if TYPE_CHECKING:
     from torch import nn
@@ -29,13 +31,19 @@ class PromptConfig(StrategyConfig):
     init_text: str | None = None  # prompt tuning: start from this text's embeddings
 
 
-class Prompt(Strategy):
+METHODS = {"PROMPT_TUNING": "prompt_tuning", "P_TUNING": "p_tuning", "PREFIX_TUNING": "prefix"}
+
+
+class Prompt(PeftStrategy):
     kind = "prompt"
     config_type = PromptConfig
     default_learning_rate = 3e-2
+    peft_types = frozenset(METHODS)
+    family = "prompt"
 
     def apply(self, model: PreTrainedModel, config: StrategyConfig, task: str) -> nn.Module:
         from peft import (
+            PeftConfig,
             PrefixTuningConfig,
             PromptEncoderConfig,
             PromptTuningConfig,
@@ -44,14 +52,15 @@ class Prompt(Strategy):
         )
 
         assert isinstance(config, PromptConfig)
-        common = {
+        common: dict[str, Any] = {
             "task_type": peft_task_type(task),
             "num_virtual_tokens": config.num_virtual_tokens,
         }
+        peft_config: PeftConfig
         if config.method == "prefix":
             # PEFT hands the prefix to the model as a key/value cache; in transformers 5 only
             # the causal-LM path still accepts one (classification forwards dropped it).
-            if task != "causal-lm" or not model.can_generate():
+            if not get_task(task).generates or not model.can_generate():
                 raise FtrayError(
                     f"strategy.method: prefix tuning works for causal-lm decoders only, not "
                     f"{task} on {model.config.model_type}; use prompt_tuning or p_tuning"
@@ -75,7 +84,14 @@ class Prompt(Strategy):
     def logit_offset(self, config: StrategyConfig, task: str) -> int:
         assert isinstance(config, PromptConfig)
         prepends = config.method in ("prompt_tuning", "p_tuning")
-        return config.num_virtual_tokens if prepends and task != "sequence-classification" else 0
+        return config.num_virtual_tokens if prepends and get_task(task).per_token else 0
+
+    def config_from_files(self, directory: Path) -> PromptConfig:
+        saved = adapter_config(directory)
+        return PromptConfig(
+            method=METHODS.get(saved.get("peft_type", ""), "prompt_tuning"),
+            num_virtual_tokens=saved.get("num_virtual_tokens", 20),
+        )
 
 
 STRATEGY = Prompt()

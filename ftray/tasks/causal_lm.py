@@ -1,0 +1,142 @@
+"""`causal-lm`: prompt -> completion with a decoder; the loss sees only completion tokens.
+
+An example is encoded as prompt, completion, EOS; the prompt's labels are -100. Position t
+predicts token t + 1, so logits and labels are shifted by one before the loss and the metrics.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from transformers import AutoModelForCausalLM
+
+from ftray import metrics
+from ftray.encoding import IGNORE
+from ftray.evaluation import Evaluator
+from ftray.fields import text_value
+from ftray.losses import argmax_hits, cross_entropy, next_token
+from ftray.tasks.base import Task
+
+if TYPE_CHECKING:
+    from ftray.inference import Predictor
+    from ftray.spec import DataSpec
+
+MAX_NEW_TOKENS = 32
+
+
+class LanguageModelEvaluator(Evaluator):
+    """Loss and perplexity over completion tokens, and next-token accuracy."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.correct = torch.zeros(1, dtype=torch.long)
+        self.group_tokens = torch.zeros(len(self.groups), 2, dtype=torch.long)  # correct, total
+
+    def _add(self, logits, batch):
+        preds, labels = logits[:, :-1].argmax(dim=-1), batch["labels"][:, 1:]
+        keep = labels != IGNORE
+        hits = (preds == labels) & keep
+        self.correct += int(hits.sum())
+        for g in range(len(self.groups)):
+            rows = batch["group"] == g
+            self.group_tokens[g] += torch.tensor([int(hits[rows].sum()), int(keep[rows].sum())])
+
+    def _counts(self):
+        return [self.loss, self.correct, self.group_tokens]
+
+    def _compute(self):
+        loss_sum, tokens = self.loss.tolist()
+        result = metrics.language_model_metrics(loss_sum, int(tokens), int(self.correct))
+        if self.groups:
+            per_slice = {
+                name: {
+                    "accuracy": int(c) / int(n) if n else 0.0,
+                    "support": int(n),
+                }
+                for name, (c, n) in zip(self.groups, self.group_tokens.tolist(), strict=True)
+            }
+            result.update(metrics.slice_report(per_slice, self.max_slice_gap, "accuracy"))
+        return result
+
+
+class CausalLM(Task):
+    name = "causal-lm"
+    metrics: ClassVar[dict[str, str]] = {"perplexity": "min", "val_loss": "min", "accuracy": "max"}
+    fields = ("completion_field",)
+    peft_task_type = "CAUSAL_LM"
+    labelled = False
+    generates = True
+    per_token = True
+    headline_metric = "perplexity"
+    new_head = False  # the pretrained language-model head
+
+    def model_class(self) -> Any:
+        return AutoModelForCausalLM
+
+    def read_example(self, row: dict[str, Any], data: DataSpec, at: str) -> dict[str, Any]:
+        return {
+            "prompt": text_value(row, data.prompt_field, at, allow_empty=True),
+            "completion": text_value(row, data.completion_field, at),
+        }
+
+    def encode(self, examples, tokenizer, labels, max_length):
+        features = []
+        for example in examples:
+            prompt = tokenizer(example["prompt"], add_special_tokens=True)["input_ids"]
+            completion = tokenizer(example["completion"], add_special_tokens=False)["input_ids"]
+            completion = [*completion, tokenizer.eos_token_id]
+            ids = (prompt + completion)[:max_length]
+            label_ids = ([IGNORE] * len(prompt) + completion)[:max_length]
+            features.append(
+                {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": label_ids}
+            )
+        return features
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+        return cross_entropy(*next_token(logits, labels))
+
+    def correct_predictions(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
+        return argmax_hits(*next_token(logits, labels))
+
+    def evaluator(self, labels: list[str], groups: list[str], max_slice_gap: float) -> Evaluator:
+        return LanguageModelEvaluator(self.loss, labels, groups, max_slice_gap)
+
+    def predict(
+        self, predictor: Predictor, inputs: list[str], options: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        max_new_tokens = options.get("max_new_tokens", MAX_NEW_TOKENS)
+        temperature = options.get("temperature", 0.0)
+        return [complete(predictor, text, max_new_tokens, temperature) for text in inputs]
+
+    def text(self, example: dict[str, Any], joiner: str = " ") -> str:
+        return example["prompt"] + joiner + example["completion"]
+
+
+def complete(
+    predictor: Predictor, prompt: str, max_new_tokens: int, temperature: float
+) -> dict[str, Any]:
+    """A completion (greedy at temperature 0) and its token counts, as OpenAI reports them."""
+    tokenizer = predictor.tokenizer
+    encoded = tokenizer(prompt, return_tensors="pt").to(predictor.device)
+    sampling = (
+        {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+    )
+    output = predictor.model.generate(
+        **encoded,
+        max_new_tokens=max_new_tokens,
+        **sampling,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    new_tokens = output[0, encoded["input_ids"].shape[1] :]
+    finished = len(new_tokens) > 0 and int(new_tokens[-1]) == tokenizer.eos_token_id
+    return {
+        "completion": tokenizer.decode(new_tokens, skip_special_tokens=True),
+        "prompt_tokens": int(encoded["input_ids"].shape[1]),
+        "completion_tokens": len(new_tokens),
+        "finish_reason": "stop" if finished else "length",
+    }
+
+
+TASK = CausalLM()
