@@ -131,3 +131,16 @@ def test_small_splits_and_broken_bio_are_warned(tmp_path):
     _, found = report_for(tmp_path, train, validation, ner_raw)
     assert found["split_sizes"].level == "warn"
     assert found["bio_tags"].details == {"sentences": 1}
+
+
+def test_a_prompt_and_its_completion_keep_their_boundary_in_the_duplicate_key():
+    """"a b" + "c" and "a" + "b c" are different examples: the separator joining them must
+    survive the key's whitespace folding (the ASCII unit separator did not: `\\s` matches it)."""
+    from ftray.datacheck import _key
+    from ftray.tasks import get_task
+
+    task = get_task("causal-lm")
+    first = {"prompt": "Say a b", "completion": "c"}
+    second = {"prompt": "Say a", "completion": "b c"}
+    assert _key(first, task) != _key(second, task)
+    assert _key(first, task) == _key({"prompt": "say  A b", "completion": "c"}, task)
