@@ -81,7 +81,7 @@ def ftray_run(strategy: str, steps: int, batch_size: int, max_length: int, stora
     )
     started = time.perf_counter()
     result = train(spec, progress=False)
-    return {**result["timings"], "wall_s": time.perf_counter() - started}
+    return {**result.timings.model_dump(), "wall_s": time.perf_counter() - started}
 
 
 def main() -> None:

@@ -48,14 +48,14 @@ def main() -> None:
     spec = load_spec(JOB, ["registry.register_as=sentiment", "registry.aliases=[production]"])
     with ray_runtime():  # one local Ray for training and serving
         result = train(spec)
-        registered = result["registered"]
-        validation, test = result["metrics"], result["test_metrics"]
+        registered = result.registered
+        validation, test = result.metrics, result.test_metrics
         console.print(
             f"[bold]registered[/] {registered['ref']} (alias production) in "
             f"{registered['registry']}\n"
-            f"  validation (generated, {result['validation_examples']} reviews): accuracy "
+            f"  validation (generated, {result.validation_examples} reviews): accuracy "
             f"{validation['accuracy']:.3f}, f1 {validation['f1']:.3f}\n"
-            f"  test (hand-written, {result['test_examples']} reviews):  accuracy "
+            f"  test (hand-written, {result.test_examples} reviews):  accuracy "
             f"{test['accuracy']:.3f}, f1 {test['f1']:.3f}"
         )
         with serving(["sentiment@production"], port=args.port) as url:

@@ -4,7 +4,7 @@ The Python API under the `ftray` command:
 
     from ftray import load_spec, train, tune, compare, check_data, evaluate
     result = train(load_spec("job.yaml", ["strategy.kind=adapter"]))
-    scores = evaluate(result["output_dir"], "held-out.jsonl")
+    scores = evaluate(result.output_dir, "held-out.jsonl")  # result: a ModelResult
 """
 
 from __future__ import annotations

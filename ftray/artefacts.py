@@ -22,9 +22,8 @@ from typing import Any
 
 from ftray.errors import FtrayError
 from ftray.model_files import ModelFiles, strategy_record
-from ftray.runs import RESULT_FILE
+from ftray.results import ModelResult
 from ftray.strategies import STRATEGIES, get_strategy, validate_config
-from ftray.tasks import get_task
 
 
 def detect_kind(directory: Path) -> str:
@@ -38,17 +37,14 @@ def detect_kind(directory: Path) -> str:
     raise FtrayError(f"{directory}: neither a transformers model nor a PEFT adapter directory")
 
 
-def read_result(directory: Path) -> dict[str, Any]:
-    path = directory / RESULT_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def recorded_strategy(directory: Path, result: dict[str, Any], kind: str | None) -> dict[str, Any]:
+def recorded_strategy(
+    directory: Path, result: ModelResult | None, kind: str | None
+) -> dict[str, Any]:
     """The strategy that trained a directory: its spec's section when ftray trained it."""
-    section = (result.get("spec") or {}).get("strategy")
+    section = result.spec.get("strategy") if result else None
     if section and (kind is None or section.get("kind") == kind):
         return strategy_record(validate_config(section))
-    chosen = get_strategy(kind or result.get("strategy") or detect_kind(directory))
+    chosen = get_strategy(kind or (result.strategy if result else None) or detect_kind(directory))
     return strategy_record(chosen.config_from_files(directory))
 
 
@@ -67,16 +63,13 @@ def register_output(
     directory = Path(directory)
     if not directory.is_dir():
         raise FtrayError(f"{directory}: no such directory")
-    result = read_result(directory)
-    spec = result.get("spec") or {}
+    result = ModelResult.read(directory)
+    spec = result.spec if result else {}
     record = recorded_strategy(directory, result, kind)
     strategy = get_strategy(record["kind"])
-    task = result.get("task") or spec.get("model", {}).get("task")
-    labels = result.get("labels")
-    if labels is None and (task is None or get_task(task).labelled):
-        id2label = _read_json(directory / "config.json").get("id2label", {})
-        labels = [id2label[k] for k in sorted(id2label, key=int)]
-    base_name = spec.get("model", {}).get("name") or _adapter_base(directory)
+    task = result.task if result else None
+    labels = result.labels if result else _config_labels(directory)
+    base_name = (result.model_name if result else None) or _adapter_base(directory)
     base_ref = None
     if strategy.needs_base:
         if not base_name:
@@ -85,13 +78,13 @@ def register_output(
             )
         base_ref = resolve_base(registry, base_name, base)
     provenance = {
-        "run": result.get("run"),
-        "run_dir": result.get("run_dir"),
+        "run": result.run if result else None,
+        "run_dir": result.run_dir if result else None,
         "data": data_hashes(spec),
         "code": code_version(),
         **(lineage or {}),
     }
-    files = ModelFiles(directory, strategy.kind, task, labels or [], _base_path(base_name))
+    files = ModelFiles(directory, strategy.kind, task or "", labels, _base_path(base_name))
     with tempfile.TemporaryDirectory(prefix="ftray-register-") as scratch:
         return registry.register(
             strategy.package(files, Path(scratch)),
@@ -101,8 +94,9 @@ def register_output(
             labels=labels,
             base=base_ref,
             strategy=record,
-            metrics={k: v for k, v in (result.get("metrics") or {}).items() if k != "history"},
-            test_metrics=result.get("test_metrics") or {},
+            # The run's history stays in its result file; the version keeps the chosen scores.
+            metrics={k: v for k, v in result.metrics.items() if k != "history"} if result else {},
+            test_metrics=result.test_metrics if result else {},
             spec=spec or None,
             lineage=provenance,
             aliases=aliases,
@@ -174,6 +168,12 @@ def code_version() -> dict[str, str]:
     except (OSError, subprocess.TimeoutExpired):
         pass
     return version
+
+
+def _config_labels(directory: Path) -> list[str]:
+    """A classification model's labels, from its config (for a model ftray did not train)."""
+    id2label = _read_json(directory / "config.json").get("id2label", {})
+    return [id2label[k] for k in sorted(id2label, key=int)]
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from ftray import storage
 from ftray.checkpointing import EVAL_FILE, MODEL_DIR
 from ftray.data import Splits, load_splits
 from ftray.errors import FtrayError
-from ftray.runs import best_exported_checkpoint, run_uri
+from ftray.runs import best_exported_checkpoint, run_uri, trial_run
 from ftray.spec import JobSpec
 from ftray.strategies import STRATEGIES
 from ftray.tasks import get_task
@@ -40,14 +40,14 @@ def compare(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the comparison; returns what compare.json holds."""
-    from ftray.tune import TRIALS_DIR, export_winner, tune
+    from ftray.tune import export_winner, tune
 
     grid = comparison_spec(spec, strategies, fractions)
     splits = load_splits(grid)
     result = tune(grid, address=address, verbose=verbose, progress=progress, kind="compare")
     experiment_uri = run_uri(grid, result["experiment"])
     rows = [
-        comparison_row(row, storage.join(experiment_uri, TRIALS_DIR, f"trial-{row['trial']}"))
+        comparison_row(row, trial_run(experiment_uri, row["trial"]))
         for row in result["leaderboard"]
         if row["best"] is not None
     ]

@@ -25,6 +25,7 @@ from ftray.errors import FtrayError
 from ftray.evaluation import Evaluator, ScoredRow
 from ftray.inference import ModelFiles, load_model, version_files
 from ftray.models import load_tokenizer, resolve_model_path
+from ftray.results import ModelResult
 from ftray.spec import DataSpec
 from ftray.strategies import get_strategy
 from ftray.tasks import encode, get_task
@@ -179,12 +180,10 @@ def resolve_target(target: str, registry_uri: str | None) -> EvaluatedModel:
 
 
 def _output_model(directory: Path) -> EvaluatedModel:
-    from ftray.artefacts import read_result
-
-    result = read_result(directory)
-    if not result:
+    result = ModelResult.read(directory)
+    if result is None:
         raise FtrayError(f"{directory}: no ftray_result.json; is this a training output?")
-    spec = result.get("spec") or {}
+    spec = result.spec
     return EvaluatedModel(
         str(directory), output_files(directory, result), _data_spec(spec), _max_length(spec)
     )
@@ -195,14 +194,13 @@ def _max_length(spec: dict[str, Any]) -> int:
     return int((spec.get("model") or {}).get("max_length") or DEFAULT_MAX_LENGTH)
 
 
-def output_files(directory: Path, result: dict[str, Any]) -> ModelFiles:
+def output_files(directory: Path, result: ModelResult) -> ModelFiles:
     """What a loader needs for a training output, from its result summary (task, labels, spec)."""
     record = recorded_strategy(directory, result, None)
     base = None
-    if get_strategy(record["kind"]).needs_base:
-        base = Path(resolve_model_path(result["spec"]["model"]["name"]))
-    labels = result.get("labels") or []
-    return ModelFiles(directory, record["kind"], result["task"], labels, base, record["config"])
+    if get_strategy(record["kind"]).needs_base and result.model_name:
+        base = Path(resolve_model_path(result.model_name))
+    return ModelFiles(directory, record["kind"], result.task, result.labels, base, record["config"])
 
 
 def _data_spec(spec: dict[str, Any]) -> DataSpec:

@@ -1,7 +1,11 @@
-"""Run directories under `checkpoint.storage_path`: naming new runs, finding one to resume.
+"""The run-storage layout, built and parsed here and nowhere else.
 
-A run is `<storage_path>/<job name>-<UTC timestamp>`; Ray Train keeps its checkpoints there, and
-ftray marks it finished with `ftray_result.json`. Ray Train resumes a run from its latest
+    <storage_path>/<job>-<UTC timestamp>/                     a training run
+        checkpoint_<step:08d>/model/                          a checkpoint (model/: exported)
+        ftray_result.json                                     marks the run finished
+    <storage_path>/<job>-tune-<UTC timestamp>/trials/trial-<id>/   a tune trial's run
+
+Ray Train keeps its checkpoints in a run's directory and resumes a run from its latest
 checkpoint when started again under the same name, which is all `--resume` needs.
 """
 
@@ -14,9 +18,8 @@ from pathlib import Path
 from ftray import storage
 from ftray.checkpointing import MODEL_DIR
 from ftray.errors import FtrayError
+from ftray.results import RESULT_FILE
 from ftray.spec import JobSpec
-
-RESULT_FILE = "ftray_result.json"
 
 
 def new_run_name(spec: JobSpec, kind: str = "") -> str:
@@ -50,10 +53,36 @@ def resumable_run(spec: JobSpec, kind: str = "", finished_marker: str = RESULT_F
     return unfinished[-1]
 
 
+TRIALS_DIR = "trials"  # a tune experiment's trial runs
+CHECKPOINT_PREFIX = "checkpoint_"
+
+
+def checkpoint_name(step: int) -> str:
+    return f"{CHECKPOINT_PREFIX}{step:08d}"
+
+
+def checkpoint_steps(run: str) -> list[int]:
+    """The steps a run (URI) holds checkpoints of."""
+    return [
+        int(d.removeprefix(CHECKPOINT_PREFIX))
+        for d in storage.list_dirs(run)
+        if d.startswith(CHECKPOINT_PREFIX)
+    ]
+
+
+def trial_run_name(trial_id: str) -> str:
+    return f"trial-{trial_id}"
+
+
+def trial_run(experiment_uri: str, trial_id: str) -> str:
+    """A tune trial's run directory (its own Ray Train run) inside the experiment's."""
+    return storage.join(experiment_uri, TRIALS_DIR, trial_run_name(trial_id))
+
+
 def best_exported_checkpoint(run: str) -> str | None:
     """The newest checkpoint of a run (URI) holding an exported model. A model is exported only
     when an evaluation improves on the best so far, so that is the best one."""
-    names = sorted((d for d in storage.list_dirs(run) if d.startswith("checkpoint_")), reverse=True)
+    names = [checkpoint_name(step) for step in sorted(checkpoint_steps(run), reverse=True)]
     exported = (
         storage.join(run, n) for n in names if storage.exists(storage.join(run, n, MODEL_DIR))
     )

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+from ftray.runs import CHECKPOINT_PREFIX, checkpoint_name
+
 
 class Session(Protocol):
     world_rank: int
@@ -61,7 +63,7 @@ class RaySession:
     def report(self, metrics: dict[str, Any], checkpoint: Path) -> None:
         import ray.train
 
-        name = f"checkpoint_{metrics['step']:08d}"
+        name = checkpoint_name(metrics["step"])
         ray.train.report(
             metrics,
             checkpoint=ray.train.Checkpoint.from_directory(checkpoint),
@@ -98,7 +100,7 @@ class LocalSession:
             )
 
     def checkpoints(self) -> list[Path]:
-        return sorted(self.root.glob("checkpoint_*"))
+        return sorted(self.root.glob(f"{CHECKPOINT_PREFIX}*"))
 
     @contextmanager
     def restore(self) -> Iterator[Path | None]:
@@ -106,7 +108,7 @@ class LocalSession:
         yield found[-1] if found else None
 
     def report(self, metrics: dict[str, Any], checkpoint: Path) -> None:
-        target = self.root / f"checkpoint_{metrics['step']:08d}"
+        target = self.root / checkpoint_name(metrics["step"])
         shutil.copytree(checkpoint, target, dirs_exist_ok=True)
         self.reports.append(metrics)
 

@@ -7,7 +7,6 @@ of the best evaluation into the output directory next to `ftray_result.json`.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
@@ -21,7 +20,8 @@ from ftray.checkpointing import EXPORT_SCORE, MODEL_DIR
 from ftray.errors import FtrayError
 from ftray.plan import Plan, plan_job
 from ftray.progress import ProgressDisplay, make_sink
-from ftray.runs import RESULT_FILE, new_run_name, output_dir, resumable_run, run_uri
+from ftray.results import RESULT_FILE, ModelResult, Timings
+from ftray.runs import new_run_name, output_dir, resumable_run, run_uri
 from ftray.runtime import (
     check_capacity,
     check_storage_reachable,
@@ -102,8 +102,8 @@ def train(
     resume: bool = False,
     verbose: bool = False,
     progress: bool = True,
-) -> dict[str, Any]:
-    """Train the job on Ray; returns the result summary also written to `ftray_result.json`."""
+) -> ModelResult:
+    """Train the job on Ray; returns the result also written to `ftray_result.json`."""
     started = time.time()
     console = Console(stderr=True)
     plan = plan_job(spec)
@@ -126,21 +126,21 @@ def train(
     destination = output_dir(spec, run)
     best = export_best(result.best_checkpoints, destination)
     summary = summarize(spec, plan, run, best, result.metrics, display.events, launched)
-    summary["output_dir"] = str(destination)
-    summary["timings"]["plan_s"] = launched - started
+    summary.output_dir = str(destination)
+    summary.timings.plan_s = launched - started
     if plan.splits.test:
-        summary["test_metrics"] = score_test_split(spec, plan.splits.test, destination, summary)
-        summary["test_examples"] = len(plan.splits.test)
+        summary.test_metrics = score_test_split(spec, plan.splits.test, destination, summary)
+        summary.test_examples = len(plan.splits.test)
     write_result(spec, summary)
     if spec.registry.register_as:
-        summary["registered"] = register_result(spec, destination)
-    summary["timings"]["total_s"] = time.time() - started
+        summary.registered = register_result(spec, destination)
+    summary.timings.total_s = time.time() - started
     write_result(spec, summary)
     return summary
 
 
 def score_test_split(
-    spec: JobSpec, test: list[dict[str, Any]], destination: Path, summary: dict[str, Any]
+    spec: JobSpec, test: list[dict[str, Any]], destination: Path, summary: ModelResult
 ) -> dict[str, Any]:
     """The chosen model's metrics on the test split: scored once, after every choice is made."""
     from ftray.evaluate import output_files, score_examples
@@ -150,10 +150,11 @@ def score_test_split(
     return scores.metrics
 
 
-def write_result(spec: JobSpec, summary: dict[str, Any]) -> None:
-    text = json.dumps(summary, indent=2, default=str)
-    (Path(summary["output_dir"]) / RESULT_FILE).write_text(text)
-    storage.write_text(storage.join(run_uri(spec, summary["run"]), RESULT_FILE), text)
+def write_result(spec: JobSpec, summary: ModelResult) -> None:
+    """Beside the model, and in the run directory (where `--resume` sees a finished run)."""
+    assert summary.output_dir is not None and summary.run_dir is not None
+    summary.write(summary.output_dir)
+    storage.write_text(storage.join(summary.run_dir, RESULT_FILE), summary.to_json())
 
 
 def register_result(
@@ -240,34 +241,34 @@ def summarize(
     final: dict[str, Any],
     events: list[dict],
     launched: float,
-) -> dict[str, Any]:
+) -> ModelResult:
     """The run's result: the best evaluation's metrics (what the exported model scores), the
     history of every evaluation, and what it cost."""
     first_step = next((e["received_at"] for e in events if e["kind"] == "step"), None)
-    return {
-        "run": run,
-        "run_dir": run_uri(spec, run),
-        "task": spec.model.task,
-        "strategy": spec.strategy.kind,
-        "metric": spec.metric,
-        "mode": spec.mode,
-        "metrics": {k: v for k, v in best.items() if k != "history"},
-        "history": final.get("history", []),
-        "epochs_run": final.get("epoch"),
-        "stopped_early": final.get("stopped_early", False),
-        "resumed_from": final.get("resumed_from"),
-        "worker_nodes": final.get("worker_nodes"),
-        "trainable_params": plan.trainable_params,
-        "total_params": plan.total_params,
-        "trainable_pct": round(100 * plan.trainable_share, 4),
-        "labels": plan.splits.labels,
-        "groups": plan.splits.groups,
-        "train_examples": len(plan.splits.train),
-        "validation_examples": len(plan.splits.validation),
-        "timings": {
-            "startup_s": (first_step - launched) if first_step else None,
-            "step_time_s": final.get("step_time_s"),
-            "samples_per_second": final.get("samples_per_second"),
-        },
-        "spec": spec.model_dump(mode="json"),
-    }
+    return ModelResult(
+        run=run,
+        run_dir=run_uri(spec, run),
+        task=spec.model.task,
+        strategy=spec.strategy.kind,
+        metric=spec.metric,
+        mode=spec.mode,
+        metrics={k: v for k, v in best.items() if k != "history"},
+        history=final.get("history", []),
+        epochs_run=final.get("epoch"),
+        stopped_early=final.get("stopped_early", False),
+        resumed_from=final.get("resumed_from"),
+        worker_nodes=final.get("worker_nodes"),
+        trainable_params=plan.trainable_params,
+        total_params=plan.total_params,
+        trainable_pct=round(100 * plan.trainable_share, 4),
+        labels=plan.splits.labels,
+        groups=plan.splits.groups,
+        train_examples=len(plan.splits.train),
+        validation_examples=len(plan.splits.validation),
+        timings=Timings(
+            startup_s=(first_step - launched) if first_step else None,
+            step_time_s=final.get("step_time_s"),
+            samples_per_second=final.get("samples_per_second"),
+        ),
+        spec=spec.model_dump(mode="json"),
+    )

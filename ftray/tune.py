@@ -27,13 +27,17 @@ from ftray.checkpointing import EVAL_FILE
 from ftray.errors import FtrayError
 from ftray.plan import Plan, plan_job
 from ftray.progress import make_sink
+from ftray.results import ModelResult
 from ftray.runs import (
-    RESULT_FILE,
+    TRIALS_DIR,
     best_exported_checkpoint,
+    checkpoint_steps,
     new_run_name,
     output_dir,
     resumable_run,
     run_uri,
+    trial_run,
+    trial_run_name,
 )
 from ftray.runtime import (
     check_capacity,
@@ -55,7 +59,6 @@ from ftray.train import (
 )
 
 TUNE_RESULT = "tune_result.json"
-TRIALS_DIR = "trials"
 
 
 def run_trial(
@@ -69,7 +72,7 @@ def run_trial(
     spec.checkpoint.storage_path = storage.join(experiment_uri, TRIALS_DIR)
     # A restored experiment reruns an unfinished trial under the same name, so its TorchTrainer
     # resumes from the trial's last checkpoint instead of starting over.
-    run = f"trial-{ray_tune.get_context().get_trial_id()}"
+    run = trial_run_name(ray_tune.get_context().get_trial_id())
     fit(build_trainer(spec, run, progress_sink, callbacks=[TuneReportCallback()]))
 
 
@@ -336,13 +339,9 @@ def account_compute(
     from ftray.schedule import schedule_for
 
     for row in rows:
-        run = f"trial-{row['trial']}"
-        saved = [
-            int(d.removeprefix("checkpoint_"))
-            for d in storage.list_dirs(storage.join(experiment_uri, TRIALS_DIR, run))
-            if d.startswith("checkpoint_")
-        ]
-        row["steps"] = max([row["steps"], steps.get(run, 0), *saved])
+        run = trial_run(experiment_uri, row["trial"])
+        saved = checkpoint_steps(run)
+        row["steps"] = max([row["steps"], steps.get(trial_run_name(row["trial"]), 0), *saved])
         trial = trial_spec(spec, row["config"])
         per_epoch = schedule_for(trial.train, examples, trial.scaling.num_workers).steps_per_epoch
         row["epochs"] = round(row["steps"] / per_epoch, 2)
@@ -367,35 +366,36 @@ def export_winner(
     the choice: the test split never ranks trials)."""
     from ray.train import Checkpoint
 
-    trial_run = storage.join(run_uri(spec, experiment), TRIALS_DIR, f"trial-{winner['trial']}")
-    checkpoint = best_exported_checkpoint(trial_run)
+    run = trial_run(run_uri(spec, experiment), winner["trial"])
+    checkpoint = best_exported_checkpoint(run)
     if checkpoint is None:
-        raise FtrayError(f"trial {winner['trial']} left no exported model under {trial_run}")
+        raise FtrayError(f"trial {winner['trial']} left no exported model under {run}")
     destination = destination or output_dir(spec, experiment)
     copy_model(Checkpoint(path=checkpoint), destination)
     trial = trial_spec(spec, winner["config"])
     evaluation = json.loads((destination / EVAL_FILE).read_text())
-    result = {
-        "run": f"{experiment}/trial-{winner['trial']}",
-        "run_dir": trial_run,
-        "task": trial.model.task,
-        "strategy": trial.strategy.kind,
-        "labels": labels,
-        "metrics": evaluation,
-        "config": winner["config"],
-        "spec": trial.model_dump(mode="json"),
-        "output_dir": str(destination),
-    }
+    result = ModelResult(
+        run=f"{experiment}/{trial_run_name(winner['trial'])}",
+        run_dir=run,
+        task=trial.model.task,
+        strategy=trial.strategy.kind,
+        labels=labels,
+        metrics=evaluation,
+        config=winner["config"],
+        spec=trial.model_dump(mode="json"),
+        output_dir=str(destination),
+    )
     if test:
-        result["test_metrics"] = score_test_split(trial, test, destination, result)
-    (destination / RESULT_FILE).write_text(json.dumps(result, indent=2, default=str))
+        result.test_metrics = score_test_split(trial, test, destination, result)
+        result.test_examples = len(test)
+    result.write(destination)
     return {
         "trial": winner["trial"],
         "config": winner["config"],
         "metric": winner["best"],
         "output_dir": str(destination),
         "metrics": evaluation,
-        "test_metrics": result.get("test_metrics"),
+        "test_metrics": result.test_metrics or None,
     }
 
 

@@ -8,11 +8,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ftray.artefacts import detect_kind, read_result, recorded_strategy, register_output
+from ftray.artefacts import detect_kind, recorded_strategy, register_output
 from ftray.errors import FtrayError
 from ftray.inference import version_files
 from ftray.model_files import ModelFiles
 from ftray.models import load_task_model, load_tokenizer
+from ftray.results import ModelResult
 from ftray.runs import RESULT_FILE
 from ftray.strategies import get_strategy
 from ftray.strategies.partial import PARTIAL_FILE
@@ -70,7 +71,7 @@ def test_the_strategy_is_read_from_the_result_and_recognised_in_foreign_director
     assert detect_kind(trained_output(tmp_path, tiny_bert, "prompt", 1)) == "prompt"
     assert detect_kind(trained_output(tmp_path, tiny_bert, "full", 1)) == "full"
     partial = trained_output(tmp_path, tiny_bert, "partial", 1)
-    assert recorded_strategy(partial, read_result(partial), None)["kind"] == "partial"
+    assert recorded_strategy(partial, ModelResult.read(partial), None)["kind"] == "partial"
     with pytest.raises(FtrayError, match="neither a transformers model nor a PEFT adapter"):
         detect_kind(tmp_path)
 
@@ -121,9 +122,10 @@ def test_reference_policy_records_the_base_without_storing_it(registry, tmp_path
 def test_the_manifest_records_the_strategy_that_trained_the_version(tmp_path, tiny_bert):
     registry = Registry(LocalStore(tmp_path / "registry"), BlobCache(tmp_path / "cache"))
     out = trained_output(tmp_path, tiny_bert, "prompt", 5, num_virtual_tokens=3)
-    result = read_result(out)
-    result["spec"]["strategy"] = {"kind": "prompt", "num_virtual_tokens": 3}  # as train writes
-    (out / RESULT_FILE).write_text(json.dumps(result))
+    result = ModelResult.read(out)
+    assert result is not None
+    result.spec["strategy"] = {"kind": "prompt", "num_virtual_tokens": 3}  # as train writes
+    result.write(out)
     manifest = register_output(registry, out, "p")
     assert manifest.strategy["kind"] == "prompt" and manifest.strategy["method"] == "prompt_tuning"
     assert manifest.strategy["config"]["num_virtual_tokens"] == 3

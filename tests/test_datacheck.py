@@ -134,7 +134,7 @@ def test_small_splits_and_broken_bio_are_warned(tmp_path):
 
 
 def test_a_prompt_and_its_completion_keep_their_boundary_in_the_duplicate_key():
-    """"a b" + "c" and "a" + "b c" are different examples: the separator joining them must
+    """ "a b" + "c" and "a" + "b c" are different examples: the separator joining them must
     survive the key's whitespace folding (the ASCII unit separator did not: `\\s` matches it)."""
     from ftray.datacheck import _key
     from ftray.tasks import get_task

@@ -15,6 +15,7 @@ from ftray.errors import FtrayError
 from ftray.evaluate import evaluate, output_files
 from ftray.inference import Predictor
 from ftray.models import load_task_model, load_tokenizer
+from ftray.results import ModelResult
 from ftray.runs import RESULT_FILE
 from registry import BlobCache, Registry
 from registry.local_store import LocalStore
@@ -43,7 +44,7 @@ def test_a_run_directory_scores_as_scikit_learn_says_its_predictions_do(
         plot_dir=tmp_path / "plots",
         errors=4,
     )
-    files = output_files(output, json.loads((output / RESULT_FILE).read_text()))
+    files = output_files(output, ModelResult.read(output))
     predictor = Predictor.from_files(files)
     predicted = [p["label"] for p in predictor.predict([r["text"] for r in ROWS])]
     gold = [r["label"] for r in ROWS]

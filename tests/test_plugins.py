@@ -194,8 +194,8 @@ def trained(tmp_path_factory, tiny_bert, plugins, scores):
 def test_the_strategy_trains_its_parameters_and_stores_only_them(trained, tiny_bert):
     result, manifest = trained["results"]["layernorm"], trained["manifests"]["layernorm"]
     model_state, base_state = (
-        load_task_model(str(path), "sequence-classification", result["labels"]).state_dict()
-        for path in (result["output_dir"], tiny_bert)
+        load_task_model(str(path), "sequence-classification", result.labels).state_dict()
+        for path in (result.output_dir, tiny_bert)
     )
     norm = "bert.encoder.layer.0.output.LayerNorm.weight"
     frozen = "bert.encoder.layer.0.output.dense.weight"
@@ -210,7 +210,7 @@ def test_the_task_reports_its_own_metrics_and_a_scalar_answer(trained, scores):
     result = trained["results"]["regression"]
     targets = [r["score"] for r in read_jsonl(scores["validation"])]
     variance = sum((t - sum(targets) / len(targets)) ** 2 for t in targets) / len(targets)
-    assert result["metrics"]["mse"] < 0.5 * variance  # far better than answering the mean
+    assert result.metrics["mse"] < 0.5 * variance  # far better than answering the mean
     manifest = trained["manifests"]["regression"]
     assert manifest.task == "regression" and manifest.labels == []
     [answer] = Predictor.from_registry(trained["registry"], manifest.ref).predict(TEXTS[:1])

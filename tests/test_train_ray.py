@@ -69,23 +69,21 @@ def test_two_workers_zero0_evaluate_the_whole_validation_set(tmp_path, tiny_bert
         tmp_path,
     )
     result = train(spec, progress=False)
-    assert result["resumed_from"] is None and result["epochs_run"] == 2
+    assert result.resumed_from is None and result.epochs_run == 2
     for key in ("accuracy", "f1", "precision", "recall"):
-        assert result["test_metrics"][key] == pytest.approx(result["metrics"][key], abs=1e-9)
-    assert result["test_metrics"]["val_loss"] == pytest.approx(result["metrics"]["val_loss"])
-    assert result["test_examples"] == 400
-    assert [row["step"] for row in result["history"]] == [25, 50]  # 1600 / (2 workers x 32)
-    output = Path(result["output_dir"])
-    assert json.loads((output / RESULT_FILE).read_text())["run"] == result["run"]
+        assert result.test_metrics[key] == pytest.approx(result.metrics[key], abs=1e-9)
+    assert result.test_metrics["val_loss"] == pytest.approx(result.metrics["val_loss"])
+    assert result.test_examples == 400
+    assert [row["step"] for row in result.history] == [25, 50]  # 1600 / (2 workers x 32)
+    output = Path(result.output_dir)
+    assert json.loads((output / RESULT_FILE).read_text())["run"] == result.run
     # The reported accuracy is the whole validation set's, not one rank's shard.
-    assert accuracy_in_process(output, spec) == pytest.approx(
-        result["metrics"]["accuracy"], abs=1e-9
-    )
+    assert accuracy_in_process(output, spec) == pytest.approx(result.metrics["accuracy"], abs=1e-9)
     assert (
-        result["metrics"]["slices"]["books"]["support"]
-        + result["metrics"]["slices"]["movies"]["support"]
-        + result["metrics"]["slices"]["kitchen"]["support"]
-        + result["metrics"]["slices"]["electronics"]["support"]
+        result.metrics["slices"]["books"]["support"]
+        + result.metrics["slices"]["movies"]["support"]
+        + result.metrics["slices"]["kitchen"]["support"]
+        + result.metrics["slices"]["electronics"]["support"]
         == 400
     )
 
@@ -108,26 +106,26 @@ def test_two_workers_under_zero_stages(tmp_path, tiny_bert, stage, strategy):
         tmp_path,
     )
     result = train(spec, progress=False)
-    assert result["history"][-1]["step"] == 25
-    files = {p.name for p in Path(result["output_dir"]).iterdir()}
+    assert result.history[-1]["step"] == 25
+    files = {p.name for p in Path(result.output_dir).iterdir()}
     if strategy == "full":
         assert "model.safetensors" in files
         # Gathered from the ZeRO-3 shards: the exported model scores what was reported.
-        assert accuracy_in_process(Path(result["output_dir"]), spec) == pytest.approx(
-            result["metrics"]["accuracy"], abs=1e-9
+        assert accuracy_in_process(Path(result.output_dir), spec) == pytest.approx(
+            result.metrics["accuracy"], abs=1e-9
         )
     else:
         assert {"adapter_model.safetensors", "adapter_config.json"} <= files
     # Registered with its lineage; an adapter or prompt version references its registered base.
-    assert result["registered"]["ref"] == f"tiny-{strategy}:1"
+    assert result.registered["ref"] == f"tiny-{strategy}:1"
     registry = Registry.open(str(tmp_path / "registry"), BlobCache(tmp_path / "cache"))
     manifest = registry.resolve(f"tiny-{strategy}@candidate")
     assert manifest.kind == strategy and manifest.labels == ["negative", "positive"]
-    assert manifest.lineage["run"] == result["run"] and set(manifest.lineage["data"]) == {
+    assert manifest.lineage["run"] == result.run and set(manifest.lineage["data"]) == {
         "train",
         "validation",
     }
-    assert manifest.metrics["accuracy"] == result["metrics"]["accuracy"]
+    assert manifest.metrics["accuracy"] == result.metrics["accuracy"]
     if strategy != "full":
         assert registry.resolve(manifest.base["ref"]).kind == "base"
 
@@ -170,7 +168,7 @@ def test_a_killed_worker_is_replaced_and_training_continues_from_the_checkpoint(
         tmp_path,
     )
     outcome: dict = {}
-    runner = threading.Thread(target=lambda: outcome.update(train(spec, progress=False)))
+    runner = threading.Thread(target=lambda: outcome.update(result=train(spec, progress=False)))
     runner.start()
     wait_for_registered_checkpoint(tmp_path / "runs")
     victims = worker_processes()
@@ -178,9 +176,9 @@ def test_a_killed_worker_is_replaced_and_training_continues_from_the_checkpoint(
     victims[-1].send_signal(signal.SIGKILL)
     runner.join(timeout=300)
     assert outcome, "training did not finish"
-    resumed = outcome["resumed_from"]
+    resumed = outcome["result"].resumed_from
     assert resumed is not None and resumed["step"] >= 10 and resumed["step"] % 10 == 0
-    steps = [row["step"] for row in outcome["history"]]
+    steps = [row["step"] for row in outcome["result"].history]
     assert steps == sorted(set(steps)) and steps[-1] == 200  # 2 epochs x 100 steps, none repeated
 
 
@@ -209,9 +207,9 @@ def test_resume_continues_a_run_whose_driver_was_killed(tmp_path, tiny_bert):
     assert done and max(done) < 200, "the first run finished before it could be interrupted"
 
     result = train(make_spec(raw), resume=True, progress=False)
-    assert result["resumed_from"]["step"] >= 10
-    assert result["history"][-1]["step"] == 200
-    assert result["history"][0]["step"] == 10  # history carried over
+    assert result.resumed_from["step"] >= 10
+    assert result.history[-1]["step"] == 200
+    assert result.history[0]["step"] == 10  # history carried over
 
 
 def _wait_until_workers_exit(timeout: float = 60) -> None:
@@ -238,8 +236,8 @@ def test_prompt_tuning_for_ner_on_two_workers(tmp_path, tiny_bert):
         tmp_path,
     )
     result = train(spec, progress=False)
-    assert set(result["metrics"]["per_class"]) == {"LOC", "MISC", "ORG", "PER"}
-    assert {"adapter_model.safetensors"} <= {p.name for p in Path(result["output_dir"]).iterdir()}
+    assert set(result.metrics["per_class"]) == {"LOC", "MISC", "ORG", "PER"}
+    assert {"adapter_model.safetensors"} <= {p.name for p in Path(result.output_dir).iterdir()}
 
 
 def test_the_sentiment_example_holds_up_on_its_hand_written_reviews(tmp_path):
@@ -250,7 +248,7 @@ def test_the_sentiment_example_holds_up_on_its_hand_written_reviews(tmp_path):
         main(["train", str(job), "--set", f"checkpoint.storage_path={tmp_path}", "--json"])
     assert exited.value.code == 0
     result = json.loads(next(p for p in tmp_path.glob("*/" + RESULT_FILE)).read_text())
-    assert result["metrics"]["accuracy"] >= 0.9  # generated validation (+40 hand-written)
+    assert result.metrics["accuracy"] >= 0.9  # generated validation (+40 hand-written)
     # The 171 hand-written reviews of the test split: measured 0.89-0.91 on this machine.
-    assert result["test_examples"] == 171 and result["test_metrics"]["accuracy"] >= 0.85
-    assert result["strategy"] == "full"
+    assert result.test_examples == 171 and result.test_metrics["accuracy"] >= 0.85
+    assert result.strategy == "full"

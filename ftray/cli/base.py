@@ -37,9 +37,18 @@ ADDRESS_OPTION = click.option(
 )
 
 
+def to_jsonable(value: Any) -> Any:
+    """Typed results (pydantic models) inside plain structures, as JSON-ready data."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    return json.loads(
+        json.dumps(value, default=lambda v: to_jsonable(v) if hasattr(v, "model_dump") else str(v))
+    )
+
+
 def emit(result: Any, as_json: bool, render: Callable[[Any], None]) -> None:
     if as_json:
-        click.echo(json.dumps(result, default=str))
+        click.echo(json.dumps(to_jsonable(result)))
     else:
         render(result)
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
 
 from ftray.cli.base import ADDRESS_OPTION, JSON_OPTION, SET_OPTION, cli, emit, stdout
+
+if TYPE_CHECKING:
+    from ftray.results import ModelResult
 
 
 @cli.command()
@@ -35,13 +38,13 @@ def train(
     emit(result, as_json, render_train_result)
 
 
-def render_train_result(result: dict[str, Any]) -> None:
-    metrics, test = result["metrics"], result.get("test_metrics") or {}
-    table = Table(title=f"{result['run']} ({result['strategy']})")
+def render_train_result(result: ModelResult) -> None:
+    metrics, test = result.metrics, result.test_metrics
+    table = Table(title=f"{result.run} ({result.strategy})")
     table.add_column("")
-    table.add_column(f"validation ({result['validation_examples']})", justify="right")
+    table.add_column(f"validation ({result.validation_examples})", justify="right")
     if test:
-        table.add_column(f"test ({result['test_examples']})", justify="right")
+        table.add_column(f"test ({result.test_examples})", justify="right")
     shown = [
         "accuracy",
         "precision",
@@ -58,18 +61,16 @@ def render_train_result(result: dict[str, Any]) -> None:
             cells = [_cell(metrics[key])] + ([_cell(test.get(key, ""))] if test else [])
             table.add_row(key, *cells)
     table.add_row("best step", f"{metrics.get('step')} (epoch {metrics.get('epoch')})")
-    table.add_row("stopped early", str(result["stopped_early"]))
-    if result.get("resumed_from"):
-        table.add_row("resumed from", f"step {result['resumed_from']['step']}")
-    table.add_row(
-        "trainable params", f"{result['trainable_params']:,} ({result['trainable_pct']:.2f}%)"
-    )
-    timings = result["timings"]
+    table.add_row("stopped early", str(result.stopped_early))
+    if result.resumed_from:
+        table.add_row("resumed from", f"step {result.resumed_from['step']}")
+    table.add_row("trainable params", f"{result.trainable_params:,} ({result.trainable_pct:.2f}%)")
+    timings = result.timings
     table.add_row(
         "time",
-        f"{timings['total_s']:.1f}s total, {timings.get('samples_per_second') or 0:.0f} samples/s",
+        f"{timings.total_s or 0:.1f}s total, {timings.samples_per_second or 0:.0f} samples/s",
     )
-    table.add_row("model", result["output_dir"])
+    table.add_row("model", result.output_dir)
     stdout.print(table)
     if metrics.get("slice_gap_flagged"):
         stdout.print(

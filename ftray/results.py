@@ -1,0 +1,93 @@
+"""The typed results layers hand each other, and the JSON files they are kept in.
+
+- `ModelResult`: what `ftray_result.json` beside an exported model says. `ftray train` writes it
+  for its run, `ftray tune` for its winner (with the trial's `config`); registration, `ftray
+  eval` and the CLI read it. One schema, read back as a model, never with `.get`.
+- `TrialRow`: one row of a tuning leaderboard (also a comparison's raw row).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RESULT_FILE = "ftray_result.json"
+
+
+class Timings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    startup_s: float | None = None
+    step_time_s: float | None = None
+    samples_per_second: float | None = None
+    plan_s: float | None = None
+    total_s: float | None = None
+
+
+class ModelResult(BaseModel):
+    # Files written by a newer ftray may carry more; an older reader keeps what it knows.
+    model_config = ConfigDict(extra="ignore")
+
+    run: str | None = None  # None in results written by hand for a model trained elsewhere
+    run_dir: str | None = None
+    task: str
+    strategy: str
+    labels: list[str] = Field(default_factory=list)
+    metrics: dict[str, Any] = Field(default_factory=dict)  # validation: what chose the model
+    test_metrics: dict[str, Any] = Field(default_factory=dict)  # the held-out test split
+    test_examples: int = 0
+    spec: dict[str, Any] = Field(default_factory=dict)  # the job spec as trained (JSON)
+    output_dir: str | None = None
+    registered: dict[str, Any] | None = None  # {"ref", "aliases", "registry", ...}
+    # A training run's course (absent for a tune winner, whose trial ran it):
+    metric: str | None = None
+    mode: str | None = None
+    history: list[dict[str, Any]] = Field(default_factory=list)
+    epochs_run: float | None = None
+    stopped_early: bool = False
+    resumed_from: dict[str, Any] | None = None
+    worker_nodes: list[str] | None = None
+    trainable_params: int | None = None
+    total_params: int | None = None
+    trainable_pct: float | None = None
+    groups: list[str] = Field(default_factory=list)
+    train_examples: int | None = None
+    validation_examples: int | None = None
+    timings: Timings = Field(default_factory=Timings)
+    # A tune winner's trial configuration:
+    config: dict[str, Any] | None = None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    def write(self, directory: str | Path) -> Path:
+        path = Path(directory) / RESULT_FILE
+        path.write_text(self.to_json())
+        return path
+
+    @classmethod
+    def read(cls, directory: str | Path) -> ModelResult | None:
+        """The result beside a model directory; None for a directory ftray did not write."""
+        path = Path(directory) / RESULT_FILE
+        return cls.model_validate_json(path.read_text()) if path.exists() else None
+
+    @property
+    def model_name(self) -> str | None:
+        """The base model the run fine-tuned (as the spec named it)."""
+        return (self.spec.get("model") or {}).get("name")
+
+
+class TrialRow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    trial: str
+    config: dict[str, Any]
+    strategy: str | None
+    best: float | None  # the trial's best value of the tuned metric
+    epochs: float
+    steps: int
+    evaluations: int
+    stopped: str  # completed | early stopping | scheduler | error
+    wall_s: float | None
+    error: str | None
