@@ -21,6 +21,7 @@ replica that holds that version.
 
 # No `from __future__ import annotations`: FastAPI must see `Request` as a class, not a string,
 # in the methods Serve rebinds.
+import hmac
 import json
 import logging
 import threading
@@ -86,7 +87,9 @@ async def bugs_answer_json(request: Request, call_next: Any) -> Any:
 def authorized(request: Request) -> None:
     """The bearer token the replica was started with (`api.state.token`), when it has one."""
     token = request.app.state.token
-    if token and request.headers.get("authorization") != f"Bearer {token}":
+    given = request.headers.get("authorization", "").encode()
+    # Constant-time: how long the comparison takes says nothing about how much of a guess matched.
+    if token and not hmac.compare_digest(given, f"Bearer {token}".encode()):
         raise ApiError(401, "missing or wrong bearer token", kind="authentication_error")
 
 
