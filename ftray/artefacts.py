@@ -20,10 +20,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import ftray
 from ftray.errors import FtrayError
 from ftray.model_files import ModelFiles, strategy_record
+from ftray.models import resolve_model_path
 from ftray.results import ModelResult
 from ftray.strategies import STRATEGIES, get_strategy, validate_config
+from registry.cache import sha256_file
 
 
 def detect_kind(directory: Path) -> str:
@@ -104,14 +107,12 @@ def register_output(
 
 
 def _base_path(base_name: str | None) -> Path | None:
-    from ftray.models import resolve_model_path
 
     return Path(resolve_model_path(base_name)) if base_name else None
 
 
 def resolve_base(registry: Any, base_name: str, policy: str) -> dict[str, Any]:
     """The base reference a version records, registering the base itself when asked."""
-    from ftray.models import resolve_model_path
 
     if policy not in ("register", "reference"):
         return {"ref": str(registry.resolve(policy).ref)}  # an explicit registry reference
@@ -132,7 +133,6 @@ def base_registry_name(base_name: str) -> str:
 
 
 def directory_fingerprint(path: Path) -> str:
-    from registry.cache import sha256_file
 
     digest = hashlib.sha256()
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
@@ -141,7 +141,6 @@ def directory_fingerprint(path: Path) -> str:
 
 
 def data_hashes(spec: dict[str, Any]) -> dict[str, str]:
-    from registry.cache import sha256_file
 
     hashes = {}
     for split in ("train", "validation", "test"):
@@ -152,7 +151,6 @@ def data_hashes(spec: dict[str, Any]) -> dict[str, str]:
 
 
 def code_version() -> dict[str, str]:
-    import ftray
 
     version = {"ftray": ftray.__version__}
     try:

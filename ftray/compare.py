@@ -20,9 +20,12 @@ from ftray.checkpointing import EVAL_FILE, MODEL_DIR
 from ftray.data import Splits, load_splits
 from ftray.errors import FtrayError
 from ftray.runs import best_exported_checkpoint, run_uri, trial_run
+from ftray.schedule import schedule_for
 from ftray.spec import JobSpec
 from ftray.strategies import STRATEGIES
 from ftray.tasks import get_task
+from ftray.train import register_result
+from ftray.tune import export_winner, tune
 
 COMPARE_JSON, COMPARE_MD, COMPARE_PNG = "compare.json", "compare.md", "compare.png"
 WEIGHT_SUFFIXES = (".safetensors",)
@@ -40,7 +43,6 @@ def compare(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the comparison; returns what compare.json holds."""
-    from ftray.tune import export_winner, tune
 
     grid = comparison_spec(spec, strategies, fractions)
     splits = load_splits(grid)
@@ -84,7 +86,6 @@ def comparison_spec(
     fractions: list[float] | tuple[float, ...],
 ) -> JobSpec:
     """The job as a grid over strategy x fraction, checked before any trial starts."""
-    from ftray.schedule import schedule_for
 
     for kind in strategies:
         if kind not in STRATEGIES:
@@ -199,7 +200,6 @@ def register_strategies(
     export: Any,
 ) -> list[dict[str, Any]]:
     """Register each strategy's best run as `<register_as or job name>-<strategy>`."""
-    from ftray.train import register_result
 
     prefix = spec.registry.register_as or spec.name
     registered = []

@@ -18,6 +18,7 @@ from typing import Any
 
 from ftray import textchecks
 from ftray.data import Splits, load_splits
+from ftray.metrics import bio_spans
 from ftray.spec import DataChecksSpec, JobSpec
 from ftray.tasks import Task, get_task
 
@@ -182,7 +183,6 @@ def _diversity(splits: Splits, task: Task, limits: DataChecksSpec) -> Finding:
 
 
 def _entity_surfaces(examples: list[dict]) -> list[str]:
-    from ftray.metrics import bio_spans
 
     return [
         f"{kind}:{' '.join(e['tokens'][a:b]).lower()}"

@@ -26,9 +26,12 @@ from ftray.evaluation import Evaluator, ScoredRow
 from ftray.inference import ModelFiles, load_model, version_files
 from ftray.models import load_tokenizer, resolve_model_path
 from ftray.results import ModelResult
-from ftray.spec import DataSpec
+from ftray.runtime import cluster_capacity, ray_runtime
+from ftray.spec import DataSpec, apply_override
 from ftray.strategies import get_strategy
 from ftray.tasks import encode, get_task
+from registry import Registry
+from registry.cache import sha256_file
 
 BATCH_SIZE = 32
 RAY_ROWS = 20_000  # files larger than this are scored in Ray tasks, one per CPU of the cluster
@@ -97,7 +100,6 @@ def evaluate(
 
     `shards`: Ray tasks to spread the rows over (default: one per cluster CPU for files over
     RAY_ROWS rows, else none: loading the model in a task costs more than it saves)."""
-    from registry.cache import sha256_file
 
     started = time.perf_counter()
     model = resolve_target(target, registry_uri)
@@ -150,7 +152,6 @@ def _score(
         shards = 0 if len(examples) > RAY_ROWS else 1
     if shards == 1:
         return score_examples(model.files, examples, data, model.max_length, where)
-    from ftray.runtime import cluster_capacity, ray_runtime
 
     with ray_runtime(address):
         shards = shards or max(1, int(cluster_capacity().get("CPU", 1)))
@@ -164,7 +165,6 @@ def resolve_target(target: str, registry_uri: str | None) -> EvaluatedModel:
         return _output_model(directory / "model" if (directory / "model").is_dir() else directory)
     if "/" in target or target.startswith("."):
         raise FtrayError(f"{target}: no such directory (give a run's output or NAME:VERSION)")
-    from registry import Registry
 
     registry = Registry.open(registry_uri)
     manifest = registry.resolve(target)
@@ -212,7 +212,6 @@ def _data_spec(spec: dict[str, Any]) -> DataSpec:
 
 def apply_data_overrides(data: DataSpec, overrides: Sequence[str]) -> DataSpec:
     """`data.text_field=review` style overrides; only the data section applies to scoring."""
-    from ftray.spec import apply_override
 
     raw: dict[str, Any] = {"data": data.model_dump()}
     for override in overrides:
@@ -347,7 +346,6 @@ def record_evaluation(
     """Append the evaluation to the version's records in the registry (the manifest stays)."""
     if model.registry_ref is None:
         raise FtrayError("--record: only registry versions keep evaluation records")
-    from registry import Registry
 
     record = {k: v for k, v in evaluation.to_dict().items() if k not in ("plot", "recorded")}
     return Registry.open(registry_uri).record_evaluation(model.registry_ref, record)

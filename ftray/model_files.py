@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ftray.strategies import get_strategy
+
 if TYPE_CHECKING:
     from ftray.strategies.base import Strategy, StrategyConfig
 
@@ -30,7 +32,6 @@ class ModelFiles:
 
     @property
     def strategy(self) -> Strategy:
-        from ftray.strategies import get_strategy
 
         return get_strategy("full" if self.kind == BASE_KIND else self.kind)
 

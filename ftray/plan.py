@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from ftray.data import Splits, load_splits
 from ftray.deepspeed_config import user_overrides
 from ftray.errors import FtrayError
+from ftray.models import load_task_model, load_tokenizer, quiet_transformers
+from ftray.optim import count_parameters
 from ftray.spec import JobSpec
 from ftray.strategies import get_strategy
 
@@ -37,8 +39,6 @@ class Plan:
 
 
 def plan_job(spec: JobSpec) -> Plan:
-    from ftray.models import load_task_model, load_tokenizer, quiet_transformers
-    from ftray.optim import count_parameters
 
     quiet_transformers()
     splits = load_splits(spec)

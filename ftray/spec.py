@@ -26,6 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from ftray.errors import FtrayError
 from ftray.strategies import StrategyConfig, get_strategy, validate_config
+from registry.refs import LATEST, validate_name
 
 
 def tasks() -> Any:
@@ -177,7 +178,6 @@ class RegistrySpec(Section):
     @field_validator("aliases")
     @classmethod
     def _movable_aliases(cls, aliases: list[str]) -> list[str]:
-        from registry.refs import LATEST, validate_name
 
         for alias in aliases:
             try:

@@ -16,8 +16,11 @@ from typing import Any
 from rich.console import Console
 
 from ftray import plugins, storage
+from ftray.artefacts import register_output
 from ftray.checkpointing import EXPORT_SCORE, MODEL_DIR
+from ftray.datacheck import check_data
 from ftray.errors import FtrayError
+from ftray.evaluate import output_files, score_examples
 from ftray.plan import Plan, plan_job
 from ftray.progress import ProgressDisplay, make_sink
 from ftray.results import RESULT_FILE, ModelResult, Timings
@@ -30,6 +33,7 @@ from ftray.runtime import (
     ray_runtime,
 )
 from ftray.spec import JobSpec
+from registry import Registry
 
 
 def ray_train_worker(config: dict[str, Any]) -> None:
@@ -83,7 +87,6 @@ def build_trainer(
 
 def show_data_warnings(spec: JobSpec, plan: Plan, console: Console) -> None:
     """`ftray data check`'s warnings, before the run: a score they undermine is not news later."""
-    from ftray.datacheck import check_data
 
     for finding in check_data(spec, plan.splits).warnings:
         console.print(f"[yellow]data {finding.level}[/] {finding.check}: {finding.message}")
@@ -143,7 +146,6 @@ def score_test_split(
     spec: JobSpec, test: list[dict[str, Any]], destination: Path, summary: ModelResult
 ) -> dict[str, Any]:
     """The chosen model's metrics on the test split: scored once, after every choice is made."""
-    from ftray.evaluate import output_files, score_examples
 
     files = output_files(destination, summary)
     scores = score_examples(files, test, spec.data, spec.model.max_length, where="data.test")
@@ -162,8 +164,6 @@ def register_result(
 ) -> dict[str, Any]:
     """Register the trained model as the spec's `registry.register_as`; the model stays on disk
     whatever happens, and a failure says so."""
-    from ftray.artefacts import register_output
-    from registry import Registry
 
     assert spec.registry.register_as, "only called for a spec that registers its model"
     try:

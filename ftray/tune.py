@@ -46,6 +46,7 @@ from ftray.runtime import (
     node_portable,
     ray_runtime,
 )
+from ftray.schedule import schedule_for
 from ftray.search_space import check_search_space, ray_param_space, trial_spec
 from ftray.spec import JobSpec
 from ftray.tasks import metric_mode
@@ -202,7 +203,6 @@ def trial_cpus(spec: JobSpec) -> float:
 
 def evaluations_per_trial(spec: JobSpec, train_examples: int) -> int:
     """ASHA's max_t: the most evaluations any trial of the space runs."""
-    from ftray.schedule import schedule_for
 
     return max(
         schedule_for(s.train, train_examples, s.scaling.num_workers).evaluations
@@ -336,7 +336,6 @@ def account_compute(
     """Count each trial's compute by the steps it really ran — a trial the scheduler stopped
     trains on until its actor exits — from its progress events and its checkpoints, in epochs
     of its own schedule."""
-    from ftray.schedule import schedule_for
 
     for row in rows:
         run = trial_run(experiment_uri, row["trial"])

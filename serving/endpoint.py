@@ -36,6 +36,7 @@ from ray import serve
 
 from ftray import plugins
 from ftray.tasks import get_task
+from registry import Registry
 from serving.models import Models
 from serving.schema import (
     ApiError,
@@ -125,7 +126,6 @@ class Endpoint:
         models: dict[str, Any] | None = None,
         added_plugins: list[Any] | None = None,
     ) -> None:
-        from registry import Registry
 
         plugins.install(added_plugins)  # strategies and tasks the driver registered
         api.state.token = token
