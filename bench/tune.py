@@ -56,36 +56,36 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as storage, ray_runtime():
         fifo = run("fifo", args.samples, args.epochs, storage)
         asha = run("asha", args.samples, args.epochs, storage)
-    same_configs = sorted(map(str, (r["config"] for r in fifo["leaderboard"]))) == sorted(
-        map(str, (r["config"] for r in asha["leaderboard"]))
+    same_configs = sorted(map(str, (r.config for r in fifo.leaderboard))) == sorted(
+        map(str, (r.config for r in asha.leaderboard))
     )
-    compute = asha["trial_epochs"] / fifo["trial_epochs"]
-    gap = asha["leaderboard"][0]["best"] - fifo["leaderboard"][0]["best"]
+    compute = asha.trial_epochs / fifo.trial_epochs
+    gap = asha.leaderboard[0].best - fifo.leaderboard[0].best
     print(f"same sampled configurations in both runs: {same_configs}")
     print(
-        f"compute: ASHA {asha['trial_epochs']} / FIFO {fifo['trial_epochs']} trial-epochs = "
+        f"compute: ASHA {asha.trial_epochs} / FIFO {fifo.trial_epochs} trial-epochs = "
         f"{compute:.3f} (target <= 0.6); "
-        f"{asha['stopped_by_scheduler']} of {asha['trials']} trials stopped"
+        f"{asha.stopped_by_scheduler} of {asha.trials} trials stopped"
     )
-    best_asha, best_fifo = asha["leaderboard"][0]["best"], fifo["leaderboard"][0]["best"]
+    best_asha, best_fifo = asha.leaderboard[0].best, fifo.leaderboard[0].best
     print(
         f"best val_loss: ASHA {best_asha:.4f}, FIFO {best_fifo:.4f} "
         f"(ASHA - FIFO = {gap:+.4f}, target within 0.02)"
     )
-    print(f"wall: ASHA {asha['wall_s']:.0f}s, FIFO {fifo['wall_s']:.0f}s")
+    print(f"wall: ASHA {asha.wall_s:.0f}s, FIFO {fifo.wall_s:.0f}s")
     print(
         json.dumps(
             {
                 "compute_ratio": compute,
-                "asha_trial_epochs": asha["trial_epochs"],
-                "fifo_trial_epochs": fifo["trial_epochs"],
-                "asha_best": asha["leaderboard"][0]["best"],
-                "fifo_best": fifo["leaderboard"][0]["best"],
-                "asha_wall_s": asha["wall_s"],
-                "fifo_wall_s": fifo["wall_s"],
+                "asha_trial_epochs": asha.trial_epochs,
+                "fifo_trial_epochs": fifo.trial_epochs,
+                "asha_best": asha.leaderboard[0].best,
+                "fifo_best": fifo.leaderboard[0].best,
+                "asha_wall_s": asha.wall_s,
+                "fifo_wall_s": fifo.wall_s,
                 "same_configs": same_configs,
-                "asha_winner_f1": asha["best"]["metrics"]["f1"],
-                "fifo_winner_f1": fifo["best"]["metrics"]["f1"],
+                "asha_winner_f1": asha.best.metrics["f1"],
+                "fifo_winner_f1": fifo.best.metrics["f1"],
             }
         )
     )

@@ -19,6 +19,7 @@ from ftray import storage
 from ftray.checkpointing import EVAL_FILE, MODEL_DIR
 from ftray.data import Splits, load_splits
 from ftray.errors import FtrayError
+from ftray.results import TrialRow, TuneResult
 from ftray.runs import best_exported_checkpoint, run_uri, trial_run
 from ftray.schedule import schedule_for
 from ftray.spec import JobSpec
@@ -47,29 +48,29 @@ def compare(
     grid = comparison_spec(spec, strategies, fractions)
     splits = load_splits(grid)
     result = tune(grid, address=address, verbose=verbose, progress=progress, kind="compare")
-    experiment_uri = run_uri(grid, result["experiment"])
+    experiment_uri = run_uri(grid, result.experiment)
     rows = [
-        comparison_row(row, trial_run(experiment_uri, row["trial"]))
-        for row in result["leaderboard"]
-        if row["best"] is not None
+        comparison_row(row, trial_run(experiment_uri, row.trial))
+        for row in result.leaderboard
+        if row.best is not None
     ]
     if splits.test:
         for row in rows:
-            row.update(test_scores(grid, row, result["experiment"], splits, export_winner))
+            row.update(test_scores(grid, row, result.experiment, splits, export_winner))
     rows.sort(key=lambda r: (list(strategies).index(r["strategy"]), r["fraction"]))
-    failed = [row for row in result["leaderboard"] if row["best"] is None]
+    failed = [row for row in result.leaderboard if row.best is None]
     report = {
-        "experiment": result["experiment"],
+        "experiment": result.experiment,
         "task": grid.model.task,
         "metric": grid.metric,
         "strategies": list(strategies),
         "fractions": list(fractions),
         "majority_baseline": majority_baseline(grid.model.task, splits),
         "rows": rows,
-        "failed": [{"config": r["config"], "error": r["error"]} for r in failed],
-        "wall_s": result["wall_s"],
+        "failed": [{"config": r.config, "error": r.error} for r in failed],
+        "wall_s": result.wall_s,
     }
-    directory = Path(out) if out else default_out(grid, result["experiment"])
+    directory = Path(out) if out else default_out(grid, result.experiment)
     directory.mkdir(parents=True, exist_ok=True)
     if register:
         report["registered"] = register_strategies(
@@ -124,13 +125,13 @@ def majority_baseline(task: str, splits: Splits) -> float | None:
     return sum(e[key] == majority for e in splits.validation) / len(splits.validation)
 
 
-def comparison_row(row: dict[str, Any], trial_run: str) -> dict[str, Any]:
+def comparison_row(row: TrialRow, trial_run: str) -> dict[str, Any]:
     checkpoint = best_exported_checkpoint(trial_run)
     if checkpoint is None:
         raise FtrayError(f"{trial_run} holds no exported model")
     model_uri = storage.join(checkpoint, MODEL_DIR)
     evaluation = json.loads(storage.read_text(storage.join(model_uri, EVAL_FILE)))
-    strategy = row["config"]["strategy.kind"]
+    strategy = row.config["strategy.kind"]
     trainable, total = evaluation["trainable_params"], evaluation["total_params"]
     weights = sum(
         size
@@ -143,11 +144,11 @@ def comparison_row(row: dict[str, Any], trial_run: str) -> dict[str, Any]:
     accuracy, train_accuracy = evaluation.get("accuracy"), evaluation.get("train_accuracy")
     return {
         "strategy": strategy,
-        "fraction": row["config"]["data.fraction"],
-        "trial": row["trial"],
+        "fraction": row.config["data.fraction"],
+        "trial": row.trial,
         "trainable_params": trainable,
         "trainable_pct": round(100 * trainable / total, 4),
-        "wall_s": row["wall_s"],
+        "wall_s": row.wall_s,
         "train_s": evaluation.get("worker_elapsed_s"),
         "samples_per_second": evaluation.get("samples_per_second"),
         "peak_memory_mb": evaluation.get("peak_memory_mb"),
@@ -163,9 +164,9 @@ def comparison_row(row: dict[str, Any], trial_run: str) -> dict[str, Any]:
         "train_val_gap": (train_accuracy - accuracy)
         if accuracy is not None and train_accuracy is not None
         else None,
-        "epochs": row["epochs"],
+        "epochs": row.epochs,
         "best_step": evaluation.get("best_step"),
-        "config": row["config"],
+        "config": row.config,
     }
 
 
@@ -177,10 +178,22 @@ def test_scores(
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="ftray-compare-") as scratch:
-        winner = {"trial": row["trial"], "config": row["config"], "best": None}
-        scores = export(
+        winner = TrialRow(
+            trial=row["trial"],
+            config=row["config"],
+            strategy=row["strategy"],
+            best=None,
+            epochs=row["epochs"],
+            steps=0,
+            evaluations=0,
+            stopped="completed",
+            wall_s=row["wall_s"],
+            error=None,
+        )
+        exported = export(
             grid, experiment, winner, splits.labels, Path(scratch) / "model", test=splits.test
-        )["test_metrics"]
+        )
+        scores = exported.test_metrics or {}
     return {f"test_{k}": scores.get(k) for k in ("accuracy", "f1", "perplexity")}
 
 
@@ -193,7 +206,7 @@ def default_out(spec: JobSpec, experiment: str) -> Path:
 def register_strategies(
     spec: JobSpec,
     grid: JobSpec,
-    result: dict[str, Any],
+    result: TuneResult,
     rows: list[dict[str, Any]],
     labels: list[str],
     directory: Path,
@@ -203,22 +216,22 @@ def register_strategies(
 
     prefix = spec.registry.register_as or spec.name
     registered = []
-    leaderboard = {row["trial"]: row for row in result["leaderboard"]}
+    leaderboard = {row.trial: row for row in result.leaderboard}
     for strategy in dict.fromkeys(row["strategy"] for row in rows):
         best = max(
             (r for r in rows if r["strategy"] == strategy),
-            key=lambda r: leaderboard[r["trial"]]["best"],
+            key=lambda r: leaderboard[r["trial"]].best or 0.0,
         )
         winner = leaderboard[best["trial"]]
         model_dir = directory / "models" / strategy
-        export(grid, result["experiment"], winner, labels, model_dir)
+        export(grid, result.experiment, winner, labels, model_dir)
         target = grid.model_copy(deep=True)
         target.registry.register_as = f"{prefix}-{strategy}"
         target.registry.aliases = list(spec.registry.aliases)
         lineage = {
-            "experiment": result["experiment"],
-            "trial": winner["trial"],
-            "config": winner["config"],
+            "experiment": result.experiment,
+            "trial": winner.trial,
+            "config": winner.config,
         }
         registered.append({"strategy": strategy, **register_result(target, model_dir, lineage)})
     return registered

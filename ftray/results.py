@@ -91,3 +91,36 @@ class TrialRow(BaseModel):
     stopped: str  # completed | early stopping | scheduler | error
     wall_s: float | None
     error: str | None
+
+
+class TuneWinner(BaseModel):
+    """The best trial's model, exported (and scored on the test split when there is one)."""
+
+    model_config = ConfigDict(extra="forbid")
+    trial: str
+    config: dict[str, Any]
+    metric: float | None  # its best value of the tuned metric
+    output_dir: str
+    metrics: dict[str, Any]
+    test_metrics: dict[str, Any] | None = None
+
+
+class TuneResult(BaseModel):
+    """What `ftray tune` returns and writes as tune_result.json."""
+
+    model_config = ConfigDict(extra="forbid")
+    experiment: str
+    experiment_dir: str
+    metric: str
+    mode: str
+    scheduler: dict[str, Any]
+    searcher: str
+    max_t: int
+    trials: int
+    stopped_by_scheduler: int
+    trial_epochs: float
+    evaluations: int
+    leaderboard: list[TrialRow]
+    best: TuneWinner | None = None
+    registered: dict[str, Any] | None = None
+    wall_s: float = 0.0

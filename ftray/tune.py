@@ -27,7 +27,7 @@ from ftray.checkpointing import EVAL_FILE
 from ftray.errors import FtrayError
 from ftray.plan import Plan, plan_job
 from ftray.progress import make_sink
-from ftray.results import ModelResult
+from ftray.results import ModelResult, TrialRow, TuneResult, TuneWinner
 from ftray.runs import (
     TRIALS_DIR,
     best_exported_checkpoint,
@@ -85,7 +85,7 @@ def tune(
     verbose: bool = False,
     progress: bool = True,
     kind: str = "tune",
-) -> dict[str, Any]:
+) -> TuneResult:
     """Search `spec.tune.search_space`; returns the result also written to tune_result.json.
     `kind` names the experiment (`<name>-<kind>-<timestamp>`)."""
     started = time.time()
@@ -110,30 +110,29 @@ def tune(
     )
     account_compute(leaderboard, steps, spec, len(plan.splits.train), run_uri(spec, experiment))
     leaderboard.sort(key=lambda row: rank_key(row, mode))
-    summary = {
-        "experiment": experiment,
-        "experiment_dir": run_uri(spec, experiment),
-        "metric": metric,
-        "mode": mode,
-        "scheduler": spec.tune.scheduler.model_dump(),
-        "searcher": spec.tune.searcher,
-        "max_t": max_t,
-        "trials": len(leaderboard),
-        "stopped_by_scheduler": sum(row["stopped"] == "scheduler" for row in leaderboard),
-        "trial_epochs": round(sum(row["epochs"] for row in leaderboard), 2),
-        "evaluations": sum(row["evaluations"] for row in leaderboard),
-        "leaderboard": leaderboard,
-    }
-    finished = [row for row in leaderboard if row["best"] is not None]
+    summary = TuneResult(
+        experiment=experiment,
+        experiment_dir=run_uri(spec, experiment),
+        metric=metric,
+        mode=mode,
+        scheduler=spec.tune.scheduler.model_dump(),
+        searcher=spec.tune.searcher,
+        max_t=max_t,
+        trials=len(leaderboard),
+        stopped_by_scheduler=sum(row.stopped == "scheduler" for row in leaderboard),
+        trial_epochs=round(sum(row.epochs for row in leaderboard), 2),
+        evaluations=sum(row.evaluations for row in leaderboard),
+        leaderboard=leaderboard,
+    )
+    finished = [row for row in leaderboard if row.best is not None]
     if finished:
-        summary.update(export_and_register(spec, experiment, finished[0], plan))
-    summary["wall_s"] = time.time() - started
+        summary.best, summary.registered = export_and_register(spec, experiment, finished[0], plan)
+    summary.wall_s = time.time() - started
     storage.write_text(
-        storage.join(run_uri(spec, experiment), TUNE_RESULT),
-        json.dumps(summary, indent=2, default=str),
+        storage.join(run_uri(spec, experiment), TUNE_RESULT), summary.model_dump_json(indent=2)
     )
     if not finished:
-        raise FtrayError(f"every trial failed; first error: {leaderboard[0]['error']}")
+        raise FtrayError(f"every trial failed; first error: {leaderboard[0].error}")
     return summary
 
 
@@ -148,7 +147,7 @@ def run_trials(
     address: str | None,
     verbose: bool,
     progress: bool,
-) -> tuple[list[dict[str, Any]], dict[str, int]]:
+) -> tuple[list[TrialRow], dict[str, int]]:
     """The experiment's trials on Ray: a leaderboard row each, and the steps each trial ran."""
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no TensorBoard/CSV files
     import ray
@@ -176,15 +175,15 @@ def run_trials(
 
 
 def export_and_register(
-    spec: JobSpec, experiment: str, winner: dict[str, Any], plan: Plan
-) -> dict[str, Any]:
+    spec: JobSpec, experiment: str, winner: TrialRow, plan: Plan
+) -> tuple[TuneWinner, dict[str, Any] | None]:
     """The winner's model exported and scored on the test split; registered when asked."""
     best = export_winner(spec, experiment, winner, plan.splits.labels, test=plan.splits.test)
-    exported: dict[str, Any] = {"best": best}
+    registered = None
     if spec.registry.register_as:
-        lineage = {"experiment": experiment, "trial": winner["trial"], "config": winner["config"]}
-        exported["registered"] = register_result(spec, Path(best["output_dir"]), lineage)
-    return exported
+        lineage = {"experiment": experiment, "trial": winner.trial, "config": winner.config}
+        registered = register_result(spec, Path(best.output_dir), lineage)
+    return best, registered
 
 
 def candidate_specs(spec: JobSpec) -> list[JobSpec]:
@@ -286,7 +285,7 @@ def make_searcher(spec: JobSpec, concurrency: int) -> Any:
     return BasicVariantGenerator(random_state=spec.tune.seed, max_concurrent=concurrency)
 
 
-def trial_row(result: Any, metric: str, mode: str) -> dict[str, Any]:
+def trial_row(result: Any, metric: str, mode: str) -> TrialRow:
     """One leaderboard row: config, best metric, how far it ran and why it stopped."""
     metrics = result.metrics or {}
     history = metrics.get("history") or []
@@ -303,18 +302,18 @@ def trial_row(result: Any, metric: str, mode: str) -> dict[str, Any]:
         stopped = "completed"
     config = dict(result.config or {})
     named = ray_internals.trial_id_from_dirname(Path(result.path).name) if result.path else None
-    return {
-        "trial": metrics.get("trial_id") or named or "?",
-        "config": config,
-        "strategy": config.get("strategy.kind"),
-        "best": best,
-        "epochs": metrics.get("epoch", 0),
-        "steps": metrics.get("step", 0),
-        "evaluations": len(history),
-        "stopped": stopped,
-        "wall_s": metrics.get("time_total_s"),
-        "error": str(result.error).strip().splitlines()[-1] if result.error is not None else None,
-    }
+    return TrialRow(
+        trial=metrics.get("trial_id") or named or "?",
+        config=config,
+        strategy=config.get("strategy.kind"),
+        best=best,
+        epochs=metrics.get("epoch", 0),
+        steps=metrics.get("step", 0),
+        evaluations=len(history),
+        stopped=stopped,
+        wall_s=metrics.get("time_total_s"),
+        error=str(result.error).strip().splitlines()[-1] if result.error is not None else None,
+    )
 
 
 def steps_run(events: list[dict[str, Any]]) -> dict[str, int]:
@@ -327,7 +326,7 @@ def steps_run(events: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def account_compute(
-    rows: list[dict[str, Any]],
+    rows: list[TrialRow],
     steps: dict[str, int],
     spec: JobSpec,
     examples: int,
@@ -338,49 +337,49 @@ def account_compute(
     of its own schedule."""
 
     for row in rows:
-        run = trial_run(experiment_uri, row["trial"])
+        run = trial_run(experiment_uri, row.trial)
         saved = checkpoint_steps(run)
-        row["steps"] = max([row["steps"], steps.get(trial_run_name(row["trial"]), 0), *saved])
-        trial = trial_spec(spec, row["config"])
+        row.steps = max([row.steps, steps.get(trial_run_name(row.trial), 0), *saved])
+        trial = trial_spec(spec, row.config)
         per_epoch = schedule_for(trial.train, examples, trial.scaling.num_workers).steps_per_epoch
-        row["epochs"] = round(row["steps"] / per_epoch, 2)
+        row.epochs = round(row.steps / per_epoch, 2)
 
 
-def rank_key(row: dict[str, Any], mode: str) -> tuple:
-    if row["best"] is None:
+def rank_key(row: TrialRow, mode: str) -> tuple:
+    if row.best is None:
         return (1, 0.0)
-    return (0, -row["best"] if mode == "max" else row["best"])
+    return (0, -row.best if mode == "max" else row.best)
 
 
 def export_winner(
     spec: JobSpec,
     experiment: str,
-    winner: dict[str, Any],
+    winner: TrialRow,
     labels: list[str],
     destination: Path | None = None,
     test: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
+) -> TuneWinner:
     """Copy a trial's best model out (by default to the experiment's output directory), with an
     ftray_result.json the registry reads; score it on the test split when there is one (after
     the choice: the test split never ranks trials)."""
     from ray.train import Checkpoint
 
-    run = trial_run(run_uri(spec, experiment), winner["trial"])
+    run = trial_run(run_uri(spec, experiment), winner.trial)
     checkpoint = best_exported_checkpoint(run)
     if checkpoint is None:
-        raise FtrayError(f"trial {winner['trial']} left no exported model under {run}")
+        raise FtrayError(f"trial {winner.trial} left no exported model under {run}")
     destination = destination or output_dir(spec, experiment)
     copy_model(Checkpoint(path=checkpoint), destination)
-    trial = trial_spec(spec, winner["config"])
+    trial = trial_spec(spec, winner.config)
     evaluation = json.loads((destination / EVAL_FILE).read_text())
     result = ModelResult(
-        run=f"{experiment}/{trial_run_name(winner['trial'])}",
+        run=f"{experiment}/{trial_run_name(winner.trial)}",
         run_dir=run,
         task=trial.model.task,
         strategy=trial.strategy.kind,
         labels=labels,
         metrics=evaluation,
-        config=winner["config"],
+        config=winner.config,
         spec=trial.model_dump(mode="json"),
         output_dir=str(destination),
     )
@@ -388,14 +387,14 @@ def export_winner(
         result.test_metrics = score_test_split(trial, test, destination, result)
         result.test_examples = len(test)
     result.write(destination)
-    return {
-        "trial": winner["trial"],
-        "config": winner["config"],
-        "metric": winner["best"],
-        "output_dir": str(destination),
-        "metrics": evaluation,
-        "test_metrics": result.test_metrics or None,
-    }
+    return TuneWinner(
+        trial=winner.trial,
+        config=winner.config,
+        metric=winner.best,
+        output_dir=str(destination),
+        metrics=evaluation,
+        test_metrics=result.test_metrics or None,
+    )
 
 
 class TrialTable(Callback):

@@ -187,7 +187,7 @@ def trained(tmp_path_factory, tiny_bert, plugins, scores):
             for name, raw in (("layernorm", layernorm), ("regression", regression))
         }
     registry = Registry(LocalStore(root / "registry"), BlobCache(root / "cache"))
-    refs = {name: register_output(registry, r["output_dir"], name) for name, r in results.items()}
+    refs = {name: register_output(registry, r.output_dir, name) for name, r in results.items()}
     return {"results": results, "manifests": refs, "registry": registry, "root": root}
 
 
@@ -227,7 +227,7 @@ def test_ftray_eval_scores_the_registered_version_as_training_did(trained, score
         manifest.ref, str(data), overrides=overrides, registry_uri=str(trained["root"] / "registry")
     )
     metric = "mse" if name == "regression" else "accuracy"
-    expected = trained["results"][name]["metrics"][metric]
+    expected = trained["results"][name].metrics[metric]
     assert scored.metrics[metric] == pytest.approx(expected, rel=1e-4)
 
 

@@ -21,6 +21,7 @@ from ftray.data import load_splits
 from ftray.encoding import Collator
 from ftray.errors import FtrayError
 from ftray.models import load_tokenizer
+from ftray.results import ModelResult
 from ftray.runs import RESULT_FILE
 from ftray.runtime import ray_runtime
 from ftray.tasks import encode
@@ -247,8 +248,9 @@ def test_the_sentiment_example_holds_up_on_its_hand_written_reviews(tmp_path):
     with pytest.raises(SystemExit) as exited:
         main(["train", str(job), "--set", f"checkpoint.storage_path={tmp_path}", "--json"])
     assert exited.value.code == 0
-    result = json.loads(next(p for p in tmp_path.glob("*/" + RESULT_FILE)).read_text())
+    result = ModelResult.read(next(tmp_path.glob("*/" + RESULT_FILE)).parent)
+    assert result is not None
     assert result.metrics["accuracy"] >= 0.9  # generated validation (+40 hand-written)
-    # The 171 hand-written reviews of the test split: measured 0.89-0.91 on this machine.
-    assert result.test_examples == 171 and result.test_metrics["accuracy"] >= 0.85
+    # The 171 hand-written reviews of the test split: measured 0.92 on this machine.
+    assert result.test_examples == 171 and result.test_metrics["accuracy"] >= 0.88
     assert result.strategy == "full"

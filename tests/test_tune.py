@@ -153,7 +153,7 @@ def test_leaderboard_rows_say_why_a_trial_stopped():
         "f1",
         "max",
     )
-    assert (done["best"], done["stopped"], done["epochs"], done["trial"]) == (
+    assert (done.best, done.stopped, done.epochs, done.trial) == (
         0.7,
         "completed",
         3,
@@ -162,16 +162,16 @@ def test_leaderboard_rows_say_why_a_trial_stopped():
     cut = trial_row(
         result({"history": history[:1], "step": 10, "total_steps": 30, "epoch": 1}), "f1", "max"
     )
-    assert cut["stopped"] == "scheduler" and cut["trial"] == "ab123_00004"
+    assert cut.stopped == "scheduler" and cut.trial == "ab123_00004"
     patient = trial_row(
         result({"history": history, "step": 20, "total_steps": 30, "stopped_early": True}),
         "f1",
         "min",
     )
-    assert patient["stopped"] == "early stopping" and patient["best"] == 0.5
+    assert patient.stopped == "early stopping" and patient.best == 0.5
     failed = trial_row(result({}, error=RuntimeError("boom\nValueError: bad things")), "f1", "max")
     assert (
-        failed["stopped"] == "error"
-        and failed["error"] == "ValueError: bad things"
-        and failed["best"] is None
+        failed.stopped == "error"
+        and failed.error == "ValueError: bad things"
+        and failed.best is None
     )

@@ -61,38 +61,37 @@ def test_asha_over_two_strategies_registers_a_winner_that_predicts(tmp_path, tin
     raw["data"]["test"] = raw["data"]["validation"]  # scored once, on the winner only
     result = tune(make_spec(raw), progress=False)
 
-    rows = result["leaderboard"]
-    assert len(rows) == 6 and {row["strategy"] for row in rows} == {"full", "adapter"}
-    assert result["max_t"] == 4
-    stopped = [row for row in rows if row["stopped"] == "scheduler"]
+    rows = result.leaderboard
+    assert len(rows) == 6 and {row.strategy for row in rows} == {"full", "adapter"}
+    assert result.max_t == 4
+    stopped = [row for row in rows if row.stopped == "scheduler"]
     assert stopped, rows
-    assert all(row["evaluations"] < result["max_t"] for row in stopped)
-    assert any(row["steps"] < 4 * 25 for row in stopped)  # stopped for real: compute was saved
-    assert result["stopped_by_scheduler"] == len(stopped)
-    assert rows[0]["best"] == min(row["best"] for row in rows if row["best"] is not None), rows
+    assert all(row.evaluations < result.max_t for row in stopped)
+    assert any(row.steps < 4 * 25 for row in stopped)  # stopped for real: compute was saved
+    assert result.stopped_by_scheduler == len(stopped)
+    assert rows[0].best == min(row.best for row in rows if row.best is not None), rows
 
-    assert result["registered"]["ref"] == "tuned:1"
+    assert result.registered["ref"] == "tuned:1"
     registry = Registry.open(str(tmp_path / "registry"), BlobCache(tmp_path / "cache"))
     manifest = registry.resolve("tuned@candidate")
-    assert manifest.lineage["experiment"] == result["experiment"]
+    assert manifest.lineage["experiment"] == result.experiment
     # Same data as validation, so the test metrics repeat the winner's validation metrics.
-    assert manifest.test_metrics["val_loss"] == pytest.approx(result["best"]["metrics"]["val_loss"])
-    assert result["best"]["test_metrics"]["accuracy"] == pytest.approx(
-        result["best"]["metrics"]["accuracy"], abs=1e-9
+    assert manifest.test_metrics["val_loss"] == pytest.approx(result.best.metrics["val_loss"])
+    assert result.best.test_metrics["accuracy"] == pytest.approx(
+        result.best.metrics["accuracy"], abs=1e-9
     )
     assert (
-        manifest.lineage["trial"] == rows[0]["trial"]
-        and manifest.lineage["config"] == rows[0]["config"]
+        manifest.lineage["trial"] == rows[0].trial and manifest.lineage["config"] == rows[0].config
     )
-    assert manifest.kind == rows[0]["strategy"] and manifest.metrics["val_loss"] == pytest.approx(
-        rows[0]["best"]
+    assert manifest.kind == rows[0].strategy and manifest.metrics["val_loss"] == pytest.approx(
+        rows[0].best
     )
     answers = Predictor.from_registry(registry, "tuned@candidate").predict(
         ["The kettle is superb."]
     )
     assert answers[0]["label"] in ("negative", "positive")
-    stored = json.loads((Path(result["experiment_dir"]) / "tune_result.json").read_text())
-    assert stored["leaderboard"] == json.loads(json.dumps(rows, default=str))
+    stored = json.loads((Path(result.experiment_dir) / "tune_result.json").read_text())
+    assert stored["leaderboard"] == [row.model_dump(mode="json") for row in rows]
 
 
 def trial_checkpoints(experiment: Path) -> dict[str, list[str]]:
@@ -142,9 +141,9 @@ def test_a_killed_tune_driver_is_finished_by_resume_without_rerunning_finished_t
     time.sleep(5)  # let the killed driver's Ray processes exit
 
     result = tune(make_spec(raw), resume=True, progress=False)
-    assert result["experiment"] == experiment.name
-    assert len(result["leaderboard"]) == 3 and all(
-        row["stopped"] == "completed" for row in result["leaderboard"]
+    assert result.experiment == experiment.name
+    assert len(result.leaderboard) == 3 and all(
+        row.stopped == "completed" for row in result.leaderboard
     )
     after = trial_checkpoints(experiment)
     assert after[first] == before[first]  # the finished trial was not run again
@@ -168,6 +167,6 @@ def test_the_optuna_searcher_samples_the_space(tmp_path, tiny_bert):
     )
     raw["train"]["epochs"] = 1
     result = tune(make_spec(raw), progress=False)
-    rates = [row["config"]["train.learning_rate"] for row in result["leaderboard"]]
+    rates = [row.config["train.learning_rate"] for row in result.leaderboard]
     assert len(rates) == 3 and len(set(rates)) == 3 and all(1e-4 <= r <= 1e-2 for r in rates)
-    assert all(row["stopped"] == "completed" for row in result["leaderboard"])
+    assert all(row.stopped == "completed" for row in result.leaderboard)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
 
 from ftray.cli.base import ADDRESS_OPTION, JSON_OPTION, SET_OPTION, cli, emit, stdout
+
+if TYPE_CHECKING:
+    from ftray.results import TuneResult
 
 
 @cli.command()
@@ -37,39 +40,37 @@ def tune(
     emit(result, as_json, render_tune_result)
 
 
-def render_tune_result(result: dict[str, Any]) -> None:
-    keys = sorted({k for row in result["leaderboard"] for k in row["config"]})
+def render_tune_result(result: TuneResult) -> None:
+    keys = sorted({k for row in result.leaderboard for k in row.config})
     table = Table(
         "#",
         "trial",
         *keys,
-        result["metric"],
+        result.metric,
         "epochs",
         "stopped",
         "time",
-        title=f"{result['experiment']}: leaderboard ({result['mode']} {result['metric']})",
+        title=f"{result.experiment}: leaderboard ({result.mode} {result.metric})",
     )
-    for place, row in enumerate(result["leaderboard"], start=1):
+    for place, row in enumerate(result.leaderboard, start=1):
         values = [
-            f"{row['config'][k]:.3g}"
-            if isinstance(row["config"].get(k), float)
-            else str(row["config"].get(k, ""))
+            f"{row.config[k]:.3g}"
+            if isinstance(row.config.get(k), float)
+            else str(row.config.get(k, ""))
             for k in keys
         ]
-        best = f"{row['best']:.4f}" if row["best"] is not None else "-"
-        wall = f"{row['wall_s']:.0f}s" if row["wall_s"] else "-"
-        table.add_row(
-            str(place), row["trial"], *values, best, str(row["epochs"]), row["stopped"], wall
-        )
+        best = f"{row.best:.4f}" if row.best is not None else "-"
+        wall = f"{row.wall_s:.0f}s" if row.wall_s else "-"
+        table.add_row(str(place), row.trial, *values, best, str(row.epochs), row.stopped, wall)
     stdout.print(table)
     stdout.print(
-        f"{result['trials']} trials, {result['stopped_by_scheduler']} stopped by the scheduler, "
-        f"{result['trial_epochs']} trial-epochs in {result['wall_s']:.0f}s"
+        f"{result.trials} trials, {result.stopped_by_scheduler} stopped by the scheduler, "
+        f"{result.trial_epochs} trial-epochs in {result.wall_s:.0f}s"
     )
-    if "best" in result:
-        stdout.print(f"best: trial {result['best']['trial']} -> {result['best']['output_dir']}")
-    if "registered" in result:
-        registered = result["registered"]
+    if result.best is not None:
+        stdout.print(f"best: trial {result.best.trial} -> {result.best.output_dir}")
+    if result.registered is not None:
+        registered = result.registered
         stdout.print(f"registered [bold]{registered['ref']}[/] in {registered['registry']}")
 
 
