@@ -26,6 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from ftray.errors import FtrayError
 from ftray.strategies import StrategyConfig, get_strategy, validate_config
+from registry.errors import RegistryError
 from registry.refs import LATEST, validate_name
 
 
@@ -167,22 +168,19 @@ class RegistrySpec(Section):
     @classmethod
     def _valid_model_name(cls, name: str | None) -> str | None:
         if name is not None:
-            from registry.refs import validate_name
-
             try:
                 validate_name(name)
-            except FtrayError as exc:
+            except RegistryError as exc:
                 raise ValueError(str(exc)) from None
         return name
 
     @field_validator("aliases")
     @classmethod
     def _movable_aliases(cls, aliases: list[str]) -> list[str]:
-
         for alias in aliases:
             try:
                 validate_name(alias, "alias")
-            except FtrayError as exc:
+            except RegistryError as exc:
                 raise ValueError(str(exc)) from None
             if alias == LATEST:
                 raise ValueError("'latest' is maintained by the registry; pick another alias")

@@ -19,7 +19,7 @@ from ftray import plugins, storage
 from ftray.artefacts import register_output
 from ftray.checkpointing import EXPORT_SCORE, MODEL_DIR
 from ftray.datacheck import check_data
-from ftray.errors import FtrayError
+from ftray.errors import USER_ERRORS, FtrayError
 from ftray.evaluate import output_files, score_examples
 from ftray.plan import Plan, plan_job
 from ftray.progress import ProgressDisplay, make_sink
@@ -176,7 +176,7 @@ def register_result(
             base=spec.registry.base,
             lineage=lineage,
         )
-    except FtrayError as exc:
+    except USER_ERRORS as exc:
         raise FtrayError(
             f"training finished (model in {output}) but registering it failed: {exc}"
         ) from None

@@ -21,7 +21,7 @@ from ftray.errors import FtrayError
 from ftray.inference import Predictor
 from ftray.models import load_task_model, load_tokenizer
 from ftray.runs import RESULT_FILE
-from registry import BlobCache, Registry
+from registry import BlobCache, Registry, RegistryError
 from registry.local_store import LocalStore
 from serving.client import call, predict, wait_until_healthy
 from serving.launch import replica_urls, serving
@@ -247,7 +247,7 @@ def test_the_endpoint_still_answers_after_the_barrage(endpoint):
 
 def test_unknown_references_are_refused_before_serving(endpoint):
     with (
-        pytest.raises(FtrayError, match="unknown version clf:9"),
+        pytest.raises(RegistryError, match="unknown version clf:9"),
         serving(["clf:9"], registry=str(endpoint["root"] / "registry"), port=8124),
     ):
         pass

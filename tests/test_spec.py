@@ -87,6 +87,8 @@ def test_changing_strategy_kind_starts_its_knobs_afresh():
         ({}, "data: required field is missing"),
         ({**MINIMAL, "train": {"early_stopping": {"metric": "bleu"}}}, "'bleu' is not reported"),
         ({**MINIMAL, "name": "../escape"}, "name: use 1-128 letters"),
+        ({**MINIMAL, "registry": {"register_as": "a b"}}, "registry.register_as: model name"),
+        ({**MINIMAL, "registry": {"aliases": ["x/y"]}}, "registry.aliases: alias"),
         (
             {**MINIMAL, "strategy": {"kind": "partial", "patterns": ["("]}},
             "is not a regular expression",
