@@ -1,4 +1,5 @@
-"""`ftray serve` and `ftray predict`."""
+"""`ftray serve` and `ftray predict`: serving's commands, added to the `ftray` command through
+the `ftray.commands` entry point (pyproject.toml), so ftray itself never imports serving."""
 
 from __future__ import annotations
 
