@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from ftray import storage
 from ftray.checkpointing import EVAL_FILE, MODEL_DIR
 from ftray.data import Splits, load_splits
 from ftray.errors import FtrayError
-from ftray.results import TrialRow, TuneResult
+from ftray.results import ComparisonReport, ComparisonRow, TrialRow, TuneResult
 from ftray.runs import best_exported_checkpoint, run_uri, trial_run
 from ftray.schedule import schedule_for
 from ftray.spec import JobSpec
@@ -42,7 +43,7 @@ def compare(
     address: str | None = None,
     verbose: bool = False,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> ComparisonReport:
     """Run the comparison; returns what compare.json holds."""
 
     grid = comparison_spec(spec, strategies, fractions)
@@ -56,28 +57,29 @@ def compare(
     ]
     if splits.test:
         for row in rows:
-            row.update(test_scores(grid, row, result.experiment, splits, export_winner))
-    rows.sort(key=lambda r: (list(strategies).index(r["strategy"]), r["fraction"]))
+            scores = test_scores(grid, row, result.experiment, splits, export_winner)
+            row.test_accuracy, row.test_f1, row.test_perplexity = scores
+    rows.sort(key=lambda r: (list(strategies).index(r.strategy), r.fraction))
     failed = [row for row in result.leaderboard if row.best is None]
-    report = {
-        "experiment": result.experiment,
-        "task": grid.model.task,
-        "metric": grid.metric,
-        "strategies": list(strategies),
-        "fractions": list(fractions),
-        "majority_baseline": majority_baseline(grid.model.task, splits),
-        "rows": rows,
-        "failed": [{"config": r.config, "error": r.error} for r in failed],
-        "wall_s": result.wall_s,
-    }
+    report = ComparisonReport(
+        experiment=result.experiment,
+        task=grid.model.task,
+        metric=grid.metric,
+        strategies=list(strategies),
+        fractions=list(fractions),
+        majority_baseline=majority_baseline(grid.model.task, splits),
+        rows=rows,
+        failed=[{"config": r.config, "error": r.error} for r in failed],
+        wall_s=result.wall_s,
+    )
     directory = Path(out) if out else default_out(grid, result.experiment)
     directory.mkdir(parents=True, exist_ok=True)
     if register:
-        report["registered"] = register_strategies(
+        report.registered = register_strategies(
             spec, grid, result, rows, splits.labels, directory, export_winner
         )
     write_outputs(report, directory)
-    report["out"] = str(directory)
+    report.out = str(directory)
     return report
 
 
@@ -125,7 +127,7 @@ def majority_baseline(task: str, splits: Splits) -> float | None:
     return sum(e[key] == majority for e in splits.validation) / len(splits.validation)
 
 
-def comparison_row(row: TrialRow, trial_run: str) -> dict[str, Any]:
+def comparison_row(row: TrialRow, trial_run: str) -> ComparisonRow:
     checkpoint = best_exported_checkpoint(trial_run)
     if checkpoint is None:
         raise FtrayError(f"{trial_run} holds no exported model")
@@ -142,59 +144,59 @@ def comparison_row(row: TrialRow, trial_run: str) -> dict[str, Any]:
     # the exported full weights.
     artefact = round(weights * trainable / total) if strategy == "partial" else weights
     accuracy, train_accuracy = evaluation.get("accuracy"), evaluation.get("train_accuracy")
-    return {
-        "strategy": strategy,
-        "fraction": row.config["data.fraction"],
-        "trial": row.trial,
-        "trainable_params": trainable,
-        "trainable_pct": round(100 * trainable / total, 4),
-        "wall_s": row.wall_s,
-        "train_s": evaluation.get("worker_elapsed_s"),
-        "samples_per_second": evaluation.get("samples_per_second"),
-        "peak_memory_mb": evaluation.get("peak_memory_mb"),
-        "artefact_bytes": artefact,
-        "accuracy": accuracy,
-        "precision": evaluation.get("precision"),
-        "recall": evaluation.get("recall"),
-        "f1": evaluation.get("f1"),
-        "perplexity": evaluation.get("perplexity"),
-        "worst_slice": evaluation.get("worst_slice"),
-        "worst_slice_f1": evaluation.get("worst_slice_f1"),
-        "slice_gap": evaluation.get("slice_gap"),
-        "train_val_gap": (train_accuracy - accuracy)
+    return ComparisonRow(
+        strategy=strategy,
+        fraction=row.config["data.fraction"],
+        trial=row.trial,
+        trainable_params=trainable,
+        trainable_pct=round(100 * trainable / total, 4),
+        wall_s=row.wall_s,
+        train_s=evaluation.get("worker_elapsed_s"),
+        samples_per_second=evaluation.get("samples_per_second"),
+        peak_memory_mb=evaluation.get("peak_memory_mb"),
+        artefact_bytes=artefact,
+        accuracy=accuracy,
+        precision=evaluation.get("precision"),
+        recall=evaluation.get("recall"),
+        f1=evaluation.get("f1"),
+        perplexity=evaluation.get("perplexity"),
+        worst_slice=evaluation.get("worst_slice"),
+        worst_slice_f1=evaluation.get("worst_slice_f1"),
+        slice_gap=evaluation.get("slice_gap"),
+        train_val_gap=(train_accuracy - accuracy)
         if accuracy is not None and train_accuracy is not None
         else None,
-        "epochs": row.epochs,
-        "best_step": evaluation.get("best_step"),
-        "config": row.config,
-    }
+        epochs=row.epochs,
+        best_step=evaluation.get("best_step"),
+        config=row.config,
+    )
 
 
 def test_scores(
-    grid: JobSpec, row: dict[str, Any], experiment: str, splits: Splits, export: Any
-) -> dict[str, Any]:
+    grid: JobSpec, row: ComparisonRow, experiment: str, splits: Splits, export: Any
+) -> tuple[float | None, float | None, float | None]:
     """The row's best model scored on the test split, after every choice was made on
     validation: a copy of it is exported to a scratch directory and scored there."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="ftray-compare-") as scratch:
         winner = TrialRow(
-            trial=row["trial"],
-            config=row["config"],
-            strategy=row["strategy"],
+            trial=row.trial,
+            config=row.config,
+            strategy=row.strategy,
             best=None,
-            epochs=row["epochs"],
+            epochs=row.epochs,
             steps=0,
             evaluations=0,
             stopped="completed",
-            wall_s=row["wall_s"],
+            wall_s=row.wall_s,
             error=None,
         )
         exported = export(
             grid, experiment, winner, splits.labels, Path(scratch) / "model", test=splits.test
         )
         scores = exported.test_metrics or {}
-    return {f"test_{k}": scores.get(k) for k in ("accuracy", "f1", "perplexity")}
+    return scores.get("accuracy"), scores.get("f1"), scores.get("perplexity")
 
 
 def default_out(spec: JobSpec, experiment: str) -> Path:
@@ -207,7 +209,7 @@ def register_strategies(
     spec: JobSpec,
     grid: JobSpec,
     result: TuneResult,
-    rows: list[dict[str, Any]],
+    rows: list[ComparisonRow],
     labels: list[str],
     directory: Path,
     export: Any,
@@ -217,12 +219,12 @@ def register_strategies(
     prefix = spec.registry.register_as or spec.name
     registered = []
     leaderboard = {row.trial: row for row in result.leaderboard}
-    for strategy in dict.fromkeys(row["strategy"] for row in rows):
+    for strategy in dict.fromkeys(row.strategy for row in rows):
         best = max(
-            (r for r in rows if r["strategy"] == strategy),
-            key=lambda r: leaderboard[r["trial"]].best or 0.0,
+            (r for r in rows if r.strategy == strategy),
+            key=lambda r: leaderboard[r.trial].best or 0.0,
         )
-        winner = leaderboard[best["trial"]]
+        winner = leaderboard[best.trial]
         model_dir = directory / "models" / strategy
         export(grid, result.experiment, winner, labels, model_dir)
         target = grid.model_copy(deep=True)
@@ -237,41 +239,41 @@ def register_strategies(
     return registered
 
 
-def write_outputs(report: dict[str, Any], directory: Path) -> None:
-    (directory / COMPARE_JSON).write_text(json.dumps(report, indent=2, default=str))
+def write_outputs(report: ComparisonReport, directory: Path) -> None:
+    (directory / COMPARE_JSON).write_text(report.model_dump_json(indent=2))
     (directory / COMPARE_MD).write_text(markdown_table(report))
     plot(report, directory / COMPARE_PNG)
 
 
-def headline(report: dict[str, Any]) -> str:
-    return get_task(report["task"]).headline_metric
+def headline(report: ComparisonReport) -> str:
+    return get_task(report.task).headline_metric
 
 
-def markdown_table(report: dict[str, Any]) -> str:
+def markdown_table(report: ComparisonReport) -> str:
     quality = headline(report)
-    columns = {
-        "strategy": lambda r: r["strategy"],
-        "data": lambda r: f"{r['fraction']:g}",
-        "trainable params": lambda r: f"{r['trainable_params']:,} ({r['trainable_pct']:.2f}%)",
-        quality: lambda r: _num(r[quality]),
-        "precision": lambda r: _num(r["precision"]),
-        "recall": lambda r: _num(r["recall"]),
-        "F1": lambda r: _num(r["f1"]),
-        "worst-slice F1": lambda r: _num(r["worst_slice_f1"]),
-        "slice gap": lambda r: _num(r["slice_gap"]),
-        "train-val gap": lambda r: _num(r["train_val_gap"]),
-        "wall s": lambda r: _num(r["wall_s"], 0),
-        "samples/s": lambda r: _num(r["samples_per_second"], 0),
-        "peak MB": lambda r: _num(r["peak_memory_mb"], 0),
-        "artefact": lambda r: _bytes(r["artefact_bytes"]),
+    columns: dict[str, Callable[[ComparisonRow], str]] = {
+        "strategy": lambda r: r.strategy,
+        "data": lambda r: f"{r.fraction:g}",
+        "trainable params": lambda r: f"{r.trainable_params:,} ({r.trainable_pct:.2f}%)",
+        quality: lambda r: _num(r.score(quality)),
+        "precision": lambda r: _num(r.precision),
+        "recall": lambda r: _num(r.recall),
+        "F1": lambda r: _num(r.f1),
+        "worst-slice F1": lambda r: _num(r.worst_slice_f1),
+        "slice gap": lambda r: _num(r.slice_gap),
+        "train-val gap": lambda r: _num(r.train_val_gap),
+        "wall s": lambda r: _num(r.wall_s, 0),
+        "samples/s": lambda r: _num(r.samples_per_second, 0),
+        "peak MB": lambda r: _num(r.peak_memory_mb, 0),
+        "artefact": lambda r: _bytes(r.artefact_bytes),
     }
-    if any(f"test_{quality}" in row for row in report["rows"]):
-        columns[f"test {quality}"] = lambda r: _num(r.get(f"test_{quality}"))
-    baseline = report["majority_baseline"]
+    if any(row.score(f"test_{quality}") is not None for row in report.rows):
+        columns[f"test {quality}"] = lambda r: _num(r.score(f"test_{quality}"))
+    baseline = report.majority_baseline
     lines = [
-        f"# Fine-tuning approaches: {report['experiment']}",
+        f"# Fine-tuning approaches: {report.experiment}",
         "",
-        f"Task: {report['task']}; quality is validation {quality} (test {quality}: the held-out "
+        f"Task: {report.task}; quality is validation {quality} (test {quality}: the held-out "
         "test split, scored once on each row's chosen model)"
         + (
             f"; the majority-class baseline scores {baseline:.4f}." if baseline is not None else "."
@@ -279,16 +281,13 @@ def markdown_table(report: dict[str, Any]) -> str:
         "",
         "| " + " | ".join(columns) + " |",
         "|" + "---|" * len(columns),
-        *(
-            "| " + " | ".join(cell(row) for cell in columns.values()) + " |"
-            for row in report["rows"]
-        ),
+        *("| " + " | ".join(cell(row) for cell in columns.values()) + " |" for row in report.rows),
     ]
-    lines += [f"\nFailed: {failure['config']}: {failure['error']}" for failure in report["failed"]]
+    lines += [f"\nFailed: {failure['config']}: {failure['error']}" for failure in report.failed]
     return "\n".join(lines) + "\n"
 
 
-def plot(report: dict[str, Any], path: Path) -> None:
+def plot(report: ComparisonReport, path: Path) -> None:
     """The data-efficiency curve (quality against data fraction, a line per strategy) beside
     cost against quality (wall time and trainable parameters at the largest fraction)."""
     import matplotlib
@@ -298,26 +297,26 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
     quality = headline(report)
     figure, (curve, cost) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for strategy in report["strategies"]:
+    for strategy in report.strategies:
         points = sorted(
-            (r["fraction"], r[quality]) for r in report["rows"] if r["strategy"] == strategy
+            (r.fraction, r.score(quality)) for r in report.rows if r.strategy == strategy
         )
         if points:
             curve.plot(*zip(*points, strict=True), marker="o", label=strategy)
-    if report["majority_baseline"]:
+    if report.majority_baseline:
         curve.axhline(
-            report["majority_baseline"], color="grey", linestyle="--", label="majority class"
+            report.majority_baseline, color="grey", linestyle="--", label="majority class"
         )
     curve.set(
         xlabel="fraction of training data", ylabel=f"validation {quality}", title="data efficiency"
     )
     curve.legend()
-    largest = max(report["fractions"])
-    for row in (r for r in report["rows"] if r["fraction"] == largest):
-        cost.scatter(row["wall_s"], row[quality], s=40 + 260 * row["trainable_pct"] / 100)
+    largest = max(report.fractions)
+    for row in (r for r in report.rows if r.fraction == largest):
+        cost.scatter(row.wall_s, row.score(quality), s=40 + 260 * row.trainable_pct / 100)
         cost.annotate(
-            f"{row['strategy']} ({row['trainable_pct']:.3g}% trainable)",
-            (row["wall_s"], row[quality]),
+            f"{row.strategy} ({row.trainable_pct:.3g}% trainable)",
+            (row.wall_s, row.score(quality)),
             textcoords="offset points",
             xytext=(6, 4),
             fontsize=8,

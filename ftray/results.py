@@ -124,3 +124,56 @@ class TuneResult(BaseModel):
     best: TuneWinner | None = None
     registered: dict[str, Any] | None = None
     wall_s: float = 0.0
+
+
+class ComparisonRow(BaseModel):
+    """One strategy at one data fraction in `ftray compare`: its best trial's cost and quality."""
+
+    model_config = ConfigDict(extra="forbid")
+    strategy: str
+    fraction: float
+    trial: str
+    trainable_params: int
+    trainable_pct: float
+    wall_s: float | None
+    train_s: float | None = None
+    samples_per_second: float | None = None
+    peak_memory_mb: float | None = None
+    artefact_bytes: int
+    accuracy: float | None = None
+    precision: float | None = None
+    recall: float | None = None
+    f1: float | None = None
+    perplexity: float | None = None
+    worst_slice: str | None = None
+    worst_slice_f1: float | None = None
+    slice_gap: float | None = None
+    train_val_gap: float | None = None
+    epochs: float
+    best_step: int | None = None
+    config: dict[str, Any]
+    # The held-out test split, scored once on the row's chosen model (when there is one):
+    test_accuracy: float | None = None
+    test_f1: float | None = None
+    test_perplexity: float | None = None
+
+    def score(self, metric: str) -> float | None:
+        """A quality column by name (the task's headline metric, or its test_ twin)."""
+        return getattr(self, metric, None)
+
+
+class ComparisonReport(BaseModel):
+    """What `ftray compare` returns and writes as compare.json."""
+
+    model_config = ConfigDict(extra="forbid")
+    experiment: str
+    task: str
+    metric: str
+    strategies: list[str]
+    fractions: list[float]
+    majority_baseline: float | None
+    rows: list[ComparisonRow]
+    failed: list[dict[str, Any]]
+    wall_s: float
+    registered: list[dict[str, Any]] | None = None
+    out: str | None = None

@@ -71,7 +71,7 @@ def test_a_small_comparison_writes_three_agreeing_files(tmp_path, tiny_bert):
 
     out = tmp_path / "out"
     stored = json.loads((out / "compare.json").read_text())
-    assert stored["rows"] == json.loads(json.dumps(report["rows"]))
+    assert stored["rows"] == [row.model_dump(mode="json") for row in report.rows]
     assert [(r["strategy"], r["fraction"]) for r in stored["rows"]] == [
         ("full", 0.5),
         ("full", 1.0),
@@ -79,7 +79,7 @@ def test_a_small_comparison_writes_three_agreeing_files(tmp_path, tiny_bert):
         ("adapter", 1.0),
     ]
     markdown = (out / "compare.md").read_text()
-    experiment = Path(spec.checkpoint.storage_path) / report["experiment"]
+    experiment = Path(spec.checkpoint.storage_path) / report.experiment
     for row in stored["rows"]:
         # The row is the trial's own best evaluation...
         checkpoint = best_exported_checkpoint(str(experiment / "trials" / f"trial-{row['trial']}"))

@@ -10,7 +10,7 @@ from rich.table import Table
 from ftray.cli.base import ADDRESS_OPTION, JSON_OPTION, SET_OPTION, cli, emit, stdout
 
 if TYPE_CHECKING:
-    from ftray.results import TuneResult
+    from ftray.results import ComparisonReport, TuneResult
 
 
 @cli.command()
@@ -142,7 +142,7 @@ def compare(
     emit(report, as_json, render_comparison)
 
 
-def render_comparison(report: dict[str, Any]) -> None:
+def render_comparison(report: ComparisonReport) -> None:
     from ftray.compare import headline
 
     quality = headline(report)
@@ -158,28 +158,28 @@ def render_comparison(report: dict[str, Any]) -> None:
         "samples/s",
         "peak MB",
         "artefact",
-        title=f"{report['experiment']}",
+        title=f"{report.experiment}",
     )
-    for row in report["rows"]:
+    for row in report.rows:
         table.add_row(
-            row["strategy"],
-            f"{row['fraction']:g}",
-            f"{row['trainable_params']:,} ({row['trainable_pct']:.2f}%)",
-            _fmt(row[quality]),
-            _fmt(row["f1"]),
-            _fmt(row["worst_slice_f1"]),
-            _fmt(row["train_val_gap"]),
-            _fmt(row["wall_s"], 0) + "s",
-            _fmt(row["samples_per_second"], 0),
-            _fmt(row["peak_memory_mb"], 0),
-            f"{row['artefact_bytes'] / 1e6:.2f} MB",
+            row.strategy,
+            f"{row.fraction:g}",
+            f"{row.trainable_params:,} ({row.trainable_pct:.2f}%)",
+            _fmt(row.score(quality)),
+            _fmt(row.f1),
+            _fmt(row.worst_slice_f1),
+            _fmt(row.train_val_gap),
+            _fmt(row.wall_s, 0) + "s",
+            _fmt(row.samples_per_second, 0),
+            _fmt(row.peak_memory_mb, 0),
+            f"{row.artefact_bytes / 1e6:.2f} MB",
         )
     stdout.print(table)
-    if report["majority_baseline"] is not None:
-        stdout.print(f"majority-class baseline: {report['majority_baseline']:.4f} {quality}")
-    for failure in report["failed"]:
+    if report.majority_baseline is not None:
+        stdout.print(f"majority-class baseline: {report.majority_baseline:.4f} {quality}")
+    for failure in report.failed:
         stdout.print(f"[red]failed[/] {failure['config']}: {failure['error']}")
-    stdout.print(f"written to {report['out']} (compare.json, compare.md, compare.png)")
+    stdout.print(f"written to {report.out} (compare.json, compare.md, compare.png)")
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
