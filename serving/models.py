@@ -46,8 +46,10 @@ class SharedBases:
 
     def attach(self, files: ModelFiles, name: str, device: torch.device) -> Any:
         key = self.key(files)
-        model = files.strategy.attach(self.models.get(key), files, name)
-        self.models[key] = model.to(device)
+        shared = self.models.get(key)
+        model = files.strategy.attach(shared, files, name)
+        if shared is None:  # a new shared model; later versions join it where it already is
+            self.models[key] = model.to(device)
         self.members[key].add(name)
         return model
 

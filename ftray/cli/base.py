@@ -37,18 +37,15 @@ ADDRESS_OPTION = click.option(
 )
 
 
-def to_jsonable(value: Any) -> Any:
-    """Typed results (pydantic models) inside plain structures, as JSON-ready data."""
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    return json.loads(
-        json.dumps(value, default=lambda v: to_jsonable(v) if hasattr(v, "model_dump") else str(v))
-    )
+def _json_default(value: Any) -> Any:
+    """What json.dumps cannot write itself: a typed result (pydantic model) as its JSON data,
+    anything else (paths, timestamps) as its string."""
+    return value.model_dump(mode="json") if hasattr(value, "model_dump") else str(value)
 
 
 def emit(result: Any, as_json: bool, render: Callable[[Any], None]) -> None:
     if as_json:
-        click.echo(json.dumps(to_jsonable(result)))
+        click.echo(json.dumps(result, default=_json_default))
     else:
         render(result)
 
