@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from registry.errors import RegistryError
@@ -11,50 +12,43 @@ from registry.reading import RegistryReader
 from registry.refs import LATEST, Ref, validate_name
 from registry.store import PreconditionFailed
 
+Alias = dict[str, Any] | None  # an alias document ({"version", "history", ...}), or none yet
+
 
 class RegistryAliases(RegistryReader):
     def set_alias(self, name: str, alias: str, version: int) -> dict[str, Any]:
         """Point `name@alias` at `version` (compare-and-swap; the old target joins its history)."""
         self._check_movable_alias(alias)
         self.resolve(Ref(name, version=version))
-        while True:
-            current, etag = self._read_alias(name, alias)
+
+        def point(current: Alias) -> Alias:
             history = [*current["history"], current["version"]] if current else []
-            document = {"version": version, "history": history, "updated": now(), "by": actor()}
-            try:
-                self._write_alias(name, alias, document, etag)
-                break
-            except PreconditionFailed:
-                continue
-        self._record(
-            name,
-            "alias",
-            alias=alias,
-            version=version,
-            previous=current["version"] if current else None,
-        )
+            return {"version": version, "history": history, "updated": now(), "by": actor()}
+
+        current, document = self._swap_alias(name, alias, point)
+        previous = current["version"] if current else None
+        self._record(name, "alias", alias=alias, version=version, previous=previous)
+        assert document is not None
         return document
 
     def rollback(self, name: str, alias: str) -> dict[str, Any]:
         """Move `name@alias` back to the version it pointed to before its last move."""
         self._check_movable_alias(alias)
-        while True:
-            current, etag = self._read_alias(name, alias)
+
+        def back(current: Alias) -> Alias:
             if current is None:
                 raise RegistryError(f"unknown alias {name}@{alias}")
             if not current["history"]:
                 raise RegistryError(f"{name}@{alias} has no earlier version to roll back to")
-            document = {
+            return {
                 "version": current["history"][-1],
                 "history": current["history"][:-1],
                 "updated": now(),
                 "by": actor(),
             }
-            try:
-                self._write_alias(name, alias, document, etag)
-                break
-            except PreconditionFailed:
-                continue
+
+        current, document = self._swap_alias(name, alias, back)
+        assert current is not None and document is not None
         self._record(
             name, "rollback", alias=alias, version=document["version"], previous=current["version"]
         )
@@ -62,14 +56,28 @@ class RegistryAliases(RegistryReader):
 
     def _advance_latest(self, name: str, version: int) -> None:
         """Move `latest` forward to `version` unless a newer one got there first."""
-        while True:
-            current, etag = self._read_alias(name, LATEST)
+
+        def forward(current: Alias) -> Alias:
             if current is not None and current["version"] >= version:
-                return
-            document = {"version": version, "history": [], "updated": now(), "by": actor()}
+                return None
+            return {"version": version, "history": [], "updated": now(), "by": actor()}
+
+        self._swap_alias(name, LATEST, forward)
+
+    def _swap_alias(
+        self, name: str, alias: str, change: Callable[[Alias], Alias]
+    ) -> tuple[Alias, Alias]:
+        """Compare-and-swap: write `change(current)` unless another writer moved the alias
+        meanwhile, then try again on what it wrote. `change` returning None writes nothing.
+        Returns the alias as it was read and as written."""
+        while True:
+            current, etag = self._read_alias(name, alias)
+            document = change(current)
+            if document is None:
+                return current, None
             try:
-                self._write_alias(name, LATEST, document, etag)
-                return
+                self._write_alias(name, alias, document, etag)
+                return current, document
             except PreconditionFailed:
                 continue
 
