@@ -22,9 +22,10 @@ from typing import Any
 
 import ftray
 from ftray.errors import FtrayError
+from ftray.model_card import write_model_card
 from ftray.model_files import ModelFiles, strategy_record
 from ftray.models import resolve_model_path
-from ftray.results import ModelResult
+from ftray.results import MODEL_CARD, ModelResult
 from ftray.strategies import STRATEGIES, get_strategy, validate_config
 from registry.cache import sha256_file
 
@@ -67,6 +68,8 @@ def register_output(
     if not directory.is_dir():
         raise FtrayError(f"{directory}: no such directory")
     result = ModelResult.read(directory)
+    if result and not (directory / MODEL_CARD).exists():  # trained by an ftray before cards
+        write_model_card(directory, result)
     spec = result.spec if result else {}
     record = recorded_strategy(directory, result, kind)
     strategy = get_strategy(record["kind"])

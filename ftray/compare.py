@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ftray import storage
+from ftray import storage, tracking
 from ftray.checkpointing import EVAL_FILE, MODEL_DIR
 from ftray.data import Splits, load_splits
 from ftray.errors import FtrayError
@@ -48,7 +48,34 @@ def compare(
 
     grid = comparison_spec(spec, strategies, fractions)
     splits = load_splits(grid)
-    result = tune(grid, address=address, verbose=verbose, progress=progress, kind="compare")
+    with tracking.tracked(grid, f"{grid.name}-compare", kind="compare") as parent:
+        result = tune(
+            grid, address=address, verbose=verbose, progress=progress, kind="compare",
+            tracker=parent,
+        )  # fmt: skip
+        report = comparison_report(grid, result, splits, list(strategies), list(fractions))
+        directory = Path(out) if out else default_out(grid, result.experiment)
+        directory.mkdir(parents=True, exist_ok=True)
+        if register:
+            report.registered = register_strategies(
+                spec, grid, result, report.rows, splits.labels, directory, export_winner
+            )
+        write_outputs(report, directory)
+        report.out = str(directory)
+        for name in (COMPARE_JSON, COMPARE_MD, COMPARE_PNG):
+            parent.log_artifact(directory / name)
+        parent.set_tags({"ftray.experiment": result.experiment})
+    return report
+
+
+def comparison_report(
+    grid: JobSpec,
+    result: TuneResult,
+    splits: Splits,
+    strategies: list[str],
+    fractions: list[float],
+) -> ComparisonReport:
+    """The table's rows (each trial's best model, scored on the test split when there is one)."""
     experiment_uri = run_uri(grid, result.experiment)
     rows = [
         comparison_row(row, trial_run(experiment_uri, row.trial))
@@ -59,28 +86,19 @@ def compare(
         for row in rows:
             scores = test_scores(grid, row, result.experiment, splits, export_winner)
             row.test_accuracy, row.test_f1, row.test_perplexity = scores
-    rows.sort(key=lambda r: (list(strategies).index(r.strategy), r.fraction))
+    rows.sort(key=lambda r: (strategies.index(r.strategy), r.fraction))
     failed = [row for row in result.leaderboard if row.best is None]
-    report = ComparisonReport(
+    return ComparisonReport(
         experiment=result.experiment,
         task=grid.model.task,
         metric=grid.metric,
-        strategies=list(strategies),
-        fractions=list(fractions),
+        strategies=strategies,
+        fractions=fractions,
         majority_baseline=majority_baseline(grid.model.task, splits),
         rows=rows,
         failed=[{"config": r.config, "error": r.error} for r in failed],
         wall_s=result.wall_s,
     )
-    directory = Path(out) if out else default_out(grid, result.experiment)
-    directory.mkdir(parents=True, exist_ok=True)
-    if register:
-        report.registered = register_strategies(
-            spec, grid, result, rows, splits.labels, directory, export_winner
-        )
-    write_outputs(report, directory)
-    report.out = str(directory)
-    return report
 
 
 def comparison_spec(

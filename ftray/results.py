@@ -14,6 +14,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 RESULT_FILE = "ftray_result.json"
+TUNE_RESULT = "tune_result.json"
+MODEL_CARD = "MODEL_CARD.md"  # beside a model, and a blob of its registered version
 
 
 class Timings(BaseModel):
@@ -40,6 +42,7 @@ class ModelResult(BaseModel):
     spec: dict[str, Any] = Field(default_factory=dict)  # the job spec as trained (JSON)
     output_dir: str | None = None
     registered: dict[str, Any] | None = None  # {"ref", "aliases", "registry", ...}
+    tracking: dict[str, dict[str, str]] | None = None  # tracker -> the run's ids and URLs
     # A training run's course (absent for a tune winner, whose trial ran it):
     metric: str | None = None
     mode: str | None = None
@@ -91,6 +94,7 @@ class TrialRow(BaseModel):
     stopped: str  # completed | early stopping | scheduler | error
     wall_s: float | None
     error: str | None
+    history: list[dict[str, Any]] = Field(default_factory=list)  # each evaluation, as a run's
 
 
 class TuneWinner(BaseModel):

@@ -187,6 +187,29 @@ class RegistrySpec(Section):
         return aliases
 
 
+class MlflowSpec(Section):
+    uri: str | None = None  # default: MLFLOW_TRACKING_URI, else MLflow's own (./mlruns)
+    experiment: str | None = None  # default: the job's name
+
+
+class TensorBoardSpec(Section):
+    dir: str = "~/ftray/tensorboard"  # event files: <dir>/<run>, a trial's <dir>/<exp>/<trial>
+
+
+class WandbSpec(Section):
+    project: str | None = None  # default: WANDB_PROJECT, else the job's name
+    mode: Literal["online", "offline", "disabled"] | None = None  # default: WANDB_MODE, online
+    dir: str | None = None  # where W&B keeps its run files; default: its own (./wandb)
+
+
+class TrackingSpec(Section):
+    """Experiment trackers the driver logs each run to; any subset, none by default."""
+
+    mlflow: MlflowSpec | None = None
+    tensorboard: TensorBoardSpec | None = None
+    wandb: WandbSpec | None = None
+
+
 DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice", "grid")
 
 
@@ -246,6 +269,7 @@ class JobSpec(Section):
     checkpoint: CheckpointSpec = CheckpointSpec()
     registry: RegistrySpec = RegistrySpec()
     tune: TuneSpec = TuneSpec()
+    tracking: TrackingSpec = TrackingSpec()
 
     @field_validator("name")
     @classmethod
@@ -392,6 +416,13 @@ def _resolve_paths(spec: JobSpec, base_dir: Path) -> None:
         spec.checkpoint.output_dir = local(spec.checkpoint.output_dir)
     if spec.registry.uri and "://" not in spec.registry.uri:
         spec.registry.uri = local(spec.registry.uri)
+    tracking = spec.tracking
+    if tracking.tensorboard:
+        tracking.tensorboard.dir = local(tracking.tensorboard.dir)
+    if tracking.wandb and tracking.wandb.dir:
+        tracking.wandb.dir = local(tracking.wandb.dir)
+    if tracking.mlflow and tracking.mlflow.uri and "://" not in tracking.mlflow.uri:
+        tracking.mlflow.uri = local(tracking.mlflow.uri)  # a file store, relative to the spec
 
 
 def describe_validation_error(

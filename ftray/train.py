@@ -15,12 +15,13 @@ from typing import Any
 
 from rich.console import Console
 
-from ftray import plugins, storage
+from ftray import plugins, storage, tracking
 from ftray.artefacts import register_output
 from ftray.checkpointing import EXPORT_SCORE, MODEL_DIR
-from ftray.datacheck import check_data
+from ftray.datacheck import Finding, check_data
 from ftray.errors import USER_ERRORS, FtrayError
 from ftray.evaluate import output_files, score_examples
+from ftray.model_card import write_model_card
 from ftray.plan import Plan, plan_job
 from ftray.progress import ProgressDisplay, make_sink
 from ftray.results import RESULT_FILE, ModelResult, Timings
@@ -85,11 +86,12 @@ def build_trainer(
     )
 
 
-def show_data_warnings(spec: JobSpec, plan: Plan, console: Console) -> None:
+def show_data_warnings(findings: list[Finding], console: Console) -> None:
     """`ftray data check`'s warnings, before the run: a score they undermine is not news later."""
 
-    for finding in check_data(spec, plan.splits).warnings:
-        console.print(f"[yellow]data {finding.level}[/] {finding.check}: {finding.message}")
+    for finding in findings:
+        if finding.level != "ok":
+            console.print(f"[yellow]data {finding.level}[/] {finding.check}: {finding.message}")
 
 
 def resolve_use_gpu(spec: JobSpec) -> bool:
@@ -111,35 +113,58 @@ def train(
     console = Console(stderr=True)
     plan = plan_job(spec)
     run = resumable_run(spec) if resume else new_run_name(spec)
+    findings = check_data(spec, plan.splits).findings  # for the console now, the card later
     if progress:
         verb = "resuming" if resume else "training"
         console.print(
             f"[bold]ftray[/] {verb} [cyan]{run}[/] ({spec.strategy.kind}): {plan.summary()}"
         )
-        show_data_warnings(spec, plan, console)
-    with ray_runtime(address, verbose):
-        use_gpu = resolve_use_gpu(spec)
-        check_capacity(spec.scaling.num_workers, spec.scaling.cpus_per_worker, use_gpu)
-        check_storage_reachable(spec.checkpoint.storage_path, spec.checkpoint.shared_filesystem)
-        sink = make_sink()
-        trainer = build_trainer(spec, run, sink)
-        launched = time.time()
-        with ProgressDisplay(sink, run, enabled=progress) as display:
-            result = fit(trainer)
-    destination = output_dir(spec, run)
-    best = export_best(result.best_checkpoints, destination)
-    summary = summarize(spec, plan, run, best, result.metrics, display.events, launched)
-    summary.output_dir = str(destination)
-    summary.timings.plan_s = launched - started
+        show_data_warnings(findings, console)
+    with tracking.tracked(spec, run, kind="train") as tracker:
+        with ray_runtime(address, verbose):
+            use_gpu = resolve_use_gpu(spec)
+            check_capacity(spec.scaling.num_workers, spec.scaling.cpus_per_worker, use_gpu)
+            check_storage_reachable(spec.checkpoint.storage_path, spec.checkpoint.shared_filesystem)
+            sink = make_sink()
+            trainer = build_trainer(spec, run, sink)
+            launched = time.time()
+            listeners = [tracker.on_event]
+            with ProgressDisplay(sink, run, enabled=progress, listeners=listeners) as display:
+                result = fit(trainer)
+        destination = output_dir(spec, run)
+        best = export_best(result.best_checkpoints, destination)
+        summary = summarize(spec, plan, run, best, result.metrics, display.events, launched)
+        summary.output_dir = str(destination)
+        summary.timings.plan_s = launched - started
+        summary.tracking = tracker.links() or None
+        finish(spec, plan, summary, tracker, findings)
+        summary.timings.total_s = time.time() - started
+        write_result(spec, summary)
+    return summary
+
+
+def finish(
+    spec: JobSpec,
+    plan: Plan,
+    summary: ModelResult,
+    tracker: tracking.Tracking,
+    findings: list[Finding],
+) -> None:
+    """After the choice: the test split's score, the model card, registration, and the
+    tracker's last entries (test metrics, the result and the model as artifacts)."""
+    destination = Path(summary.output_dir or "")
     if plan.splits.test:
         summary.test_metrics = score_test_split(spec, plan.splits.test, destination, summary)
         summary.test_examples = len(plan.splits.test)
     write_result(spec, summary)
+    write_model_card(destination, summary, findings)
     if spec.registry.register_as:
-        summary.registered = register_result(spec, destination)
-    summary.timings.total_s = time.time() - started
-    write_result(spec, summary)
-    return summary
+        lineage = {"tracking": summary.tracking} if summary.tracking else None
+        summary.registered = register_result(spec, destination, lineage)
+        tracker.set_tags({"ftray.registry_ref": summary.registered["ref"]})
+    last_step = summary.history[-1]["step"] if summary.history else 0
+    tracker.log_metrics({f"test_{k}": v for k, v in summary.test_metrics.items()}, last_step)
+    tracker.log_artifact(destination, "model")
 
 
 def score_test_split(

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,13 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from ftray import ray_internals, storage
+from ftray import ray_internals, storage, tracking
 from ftray.checkpointing import EVAL_FILE
 from ftray.errors import FtrayError
+from ftray.model_card import write_model_card
 from ftray.plan import Plan, plan_job
 from ftray.progress import make_sink
-from ftray.results import ModelResult, TrialRow, TuneResult, TuneWinner
+from ftray.results import TUNE_RESULT, ModelResult, TrialRow, TuneResult, TuneWinner
 from ftray.runs import (
     TRIALS_DIR,
     best_exported_checkpoint,
@@ -59,8 +61,6 @@ from ftray.train import (
     score_test_split,
 )
 
-TUNE_RESULT = "tune_result.json"
-
 
 def run_trial(
     config: dict[str, Any], spec_json: dict[str, Any], experiment_uri: str, progress_sink: Any
@@ -85,9 +85,11 @@ def tune(
     verbose: bool = False,
     progress: bool = True,
     kind: str = "tune",
+    tracker: tracking.Tracking | None = None,
 ) -> TuneResult:
     """Search `spec.tune.search_space`; returns the result also written to tune_result.json.
-    `kind` names the experiment (`<name>-<kind>-<timestamp>`)."""
+    `kind` names the experiment (`<name>-<kind>-<timestamp>`); `tracker`, a tracking run the
+    caller owns, replaces the experiment's own as the trials' parent (`ftray compare`)."""
     started = time.time()
     metric = spec.tune.metric or spec.metric
     mode = spec.tune.mode or ("max" if metric_mode(metric) == "max" else "min")
@@ -105,12 +107,34 @@ def tune(
             f"[bold]ftray[/] {verb} [cyan]{experiment}[/]: {spec.tune.num_samples} samples, "
             f"{spec.tune.scheduler.kind} over {max_t} evaluations, {metric} ({mode})"
         )
-    leaderboard, steps = run_trials(
-        spec, experiment, metric, mode, max_t, console, resume, address, verbose, progress
-    )
-    account_compute(leaderboard, steps, spec, len(plan.splits.train), run_uri(spec, experiment))
+    owned = nullcontext(tracker) if tracker else tracking.tracked(spec, experiment, kind=kind)
+    with owned as parent:
+        leaderboard, steps = run_trials(
+            spec, experiment, metric, mode, max_t, console, resume, address, verbose, progress,
+            parent,
+        )  # fmt: skip
+        account_compute(leaderboard, steps, spec, len(plan.splits.train), run_uri(spec, experiment))
+        summary = experiment_result(spec, experiment, metric, mode, max_t, leaderboard)
+        finished = [row for row in leaderboard if row.best is not None]
+        if finished:
+            summary.best, summary.registered = export_and_register(
+                spec, experiment, finished[0], plan, parent
+            )
+        summary.wall_s = time.time() - started
+        result_path = storage.join(summary.experiment_dir, TUNE_RESULT)
+        storage.write_text(result_path, summary.model_dump_json(indent=2))
+        log_experiment(parent, summary, result_path)
+    if not finished:
+        raise FtrayError(f"every trial failed; first error: {leaderboard[0].error}")
+    return summary
+
+
+def experiment_result(
+    spec: JobSpec, experiment: str, metric: str, mode: str, max_t: int, leaderboard: list[TrialRow]
+) -> TuneResult:
+    """The experiment's result, its leaderboard ranked (best first, failed trials last)."""
     leaderboard.sort(key=lambda row: rank_key(row, mode))
-    summary = TuneResult(
+    return TuneResult(
         experiment=experiment,
         experiment_dir=run_uri(spec, experiment),
         metric=metric,
@@ -124,16 +148,20 @@ def tune(
         evaluations=sum(row.evaluations for row in leaderboard),
         leaderboard=leaderboard,
     )
-    finished = [row for row in leaderboard if row.best is not None]
-    if finished:
-        summary.best, summary.registered = export_and_register(spec, experiment, finished[0], plan)
-    summary.wall_s = time.time() - started
-    storage.write_text(
-        storage.join(run_uri(spec, experiment), TUNE_RESULT), summary.model_dump_json(indent=2)
-    )
-    if not finished:
-        raise FtrayError(f"every trial failed; first error: {leaderboard[0].error}")
-    return summary
+
+
+def log_experiment(parent: tracking.Tracking, summary: TuneResult, result_path: str) -> None:
+    """The experiment's run: the winner's score and the leaderboard (tune_result.json)."""
+    if not parent:
+        return
+    if summary.best is not None:
+        parent.log_metrics({f"best_{summary.metric}": summary.best.metric}, 0)
+        test = summary.best.test_metrics or {}
+        parent.log_metrics({f"test_{k}": v for k, v in test.items()}, 0)
+    if "://" not in result_path:
+        parent.log_artifact(result_path)
+    if summary.registered:
+        parent.set_tags({"ftray.registry_ref": summary.registered["ref"]})
 
 
 def run_trials(
@@ -147,6 +175,7 @@ def run_trials(
     address: str | None,
     verbose: bool,
     progress: bool,
+    parent: tracking.Tracking,
 ) -> tuple[list[TrialRow], dict[str, int]]:
     """The experiment's trials on Ray: a leaderboard row each, and the steps each trial ran."""
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no TensorBoard/CSV files
@@ -167,7 +196,10 @@ def run_trials(
         # Trials report their steps here; a trial stopped by the scheduler runs on until its
         # actor exits, and only these events (not Tune's last result) show how far it got.
         sink = make_sink()
-        tuner = build_tuner(spec, experiment, metric, mode, max_t, concurrency, table, resume, sink)
+        callbacks = [table, TrialTracking(spec, parent)]
+        tuner = build_tuner(
+            spec, experiment, metric, mode, max_t, concurrency, callbacks, resume, sink
+        )
         with table:
             results = tuner.fit()
         steps = steps_run(ray.get(sink.drain.remote()))
@@ -175,13 +207,19 @@ def run_trials(
 
 
 def export_and_register(
-    spec: JobSpec, experiment: str, winner: TrialRow, plan: Plan
+    spec: JobSpec, experiment: str, winner: TrialRow, plan: Plan, parent: tracking.Tracking
 ) -> tuple[TuneWinner, dict[str, Any] | None]:
     """The winner's model exported and scored on the test split; registered when asked."""
     best = export_winner(spec, experiment, winner, plan.splits.labels, test=plan.splits.test)
     registered = None
     if spec.registry.register_as:
-        lineage = {"experiment": experiment, "trial": winner.trial, "config": winner.config}
+        lineage: dict[str, Any] = {
+            "experiment": experiment,
+            "trial": winner.trial,
+            "config": winner.config,
+        }
+        if parent:
+            lineage["tracking"] = parent.links()
         registered = register_result(spec, Path(best.output_dir), lineage)
     return best, registered
 
@@ -216,7 +254,7 @@ def build_tuner(
     mode: str,
     max_t: int,
     concurrency: int,
-    table: Any,
+    callbacks: list[Callback],
     resume: bool,
     sink: Any,
 ) -> Any:
@@ -267,7 +305,7 @@ def build_tuner(
             name=experiment,
             storage_path=spec.checkpoint.storage_path,
             verbose=0,
-            callbacks=[table],
+            callbacks=callbacks,
             failure_config=ray_tune.FailureConfig(max_failures=spec.tune.max_failures),
         ),
     )
@@ -310,6 +348,7 @@ def trial_row(result: Any, metric: str, mode: str) -> TrialRow:
         epochs=metrics.get("epoch", 0),
         steps=metrics.get("step", 0),
         evaluations=len(history),
+        history=history,
         stopped=stopped,
         wall_s=metrics.get("time_total_s"),
         error=str(result.error).strip().splitlines()[-1] if result.error is not None else None,
@@ -380,6 +419,9 @@ def export_winner(
         labels=labels,
         metrics=evaluation,
         config=winner.config,
+        metric=trial.metric,
+        mode=trial.mode,
+        history=winner.history,
         spec=trial.model_dump(mode="json"),
         output_dir=str(destination),
     )
@@ -387,6 +429,7 @@ def export_winner(
         result.test_metrics = score_test_split(trial, test, destination, result)
         result.test_examples = len(test)
     result.write(destination)
+    write_model_card(destination, result)
     return TuneWinner(
         trial=winner.trial,
         config=winner.config,
@@ -458,3 +501,45 @@ class TrialTable(Callback):
 
 def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+class TrialTracking(Callback):
+    """Each trial as a tracking run of its own, nested under the experiment's (a Tune
+    callback, on the driver): its trial spec as params, each evaluation's metrics."""
+
+    def __init__(self, spec: JobSpec, parent: tracking.Tracking) -> None:
+        self.spec, self.parent = spec, parent
+        self.runs: dict[str, tracking.Tracking] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune stores its callbacks with the experiment; open runs stay with this driver.
+        return {**self.__dict__, "parent": tracking.Tracking({}, ""), "runs": {}}
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if not self.parent or trial.trial_id in self.runs:
+            return
+        self.runs[trial.trial_id] = tracking.start(
+            trial_spec(self.spec, trial.config),
+            trial_run_name(trial.trial_id),
+            kind="trial",
+            parent=self.parent,
+            params={"trial_id": trial.trial_id},
+        )
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        run = self.runs.get(trial.trial_id)
+        if run is not None:
+            run.log_metrics(result, int(result.get("step") or result["training_iteration"]))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finish(trial, failed=False)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finish(trial, failed=True)
+
+    def _finish(self, trial: Any, failed: bool) -> None:
+        run = self.runs.pop(trial.trial_id, None)
+        if run is not None:
+            run.finish(failed)

@@ -39,6 +39,19 @@ class RegistryFiles(RegistryVersions):
             shutil.rmtree(staging, ignore_errors=True)
         return manifest
 
+    def read_file(self, ref: str | Ref, path: str) -> bytes:
+        """One file of a version (through the cache, checked like every download)."""
+        manifest = self.resolve(ref)
+        entry = manifest.files.get(path)
+        if entry is None:
+            raise RegistryError(f"{manifest.ref} has no file {path!r}")
+        download = lambda target: self.store.download(blob_key(entry["sha256"]), target)  # noqa: E731
+        try:
+            self.cache.fetch(entry["sha256"], download, f"{manifest.ref} {path}")
+        except NotFound:
+            raise RegistryError(f"{manifest.ref} {path}: blob is missing") from None
+        return self.cache.path(entry["sha256"]).read_bytes()
+
     def checkout(self, ref: str | Ref) -> tuple[Manifest, Path]:
         """A version's files in a read-only directory under the cache (pulled once, reused):
         what loaders use. Keyed by the file set's fingerprint, so it can never be stale."""

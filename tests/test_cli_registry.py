@@ -96,3 +96,20 @@ def test_an_unreachable_s3_registry_is_one_line(capsys, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
     code, _, err = run_cli(capsys, "registry", "--uri", "s3://bucket/p", "list")
     assert code == 1 and err.startswith("ftray: error: registry: cannot reach http://127.0.0.1:9")
+
+
+def test_show_card_prints_the_model_card_and_pull_writes_it_as_readme(capsys, tmp_path, uri):
+    directory = model_dir(tmp_path)
+    (directory / "MODEL_CARD.md").write_text("# carded\n\n| f1 | 0.9100 |\n")
+    registry_cli(capsys, uri, "push", str(directory), "--name", "carded", "--kind", "full")
+    code, out, _ = registry_cli(capsys, uri, "show", "carded:1", "--card")
+    assert code == 0 and out == "# carded\n\n| f1 | 0.9100 |\n"
+    code, _, _ = registry_cli(capsys, uri, "pull", "carded:1", str(tmp_path / "pulled"))
+    assert (tmp_path / "pulled/README.md").read_text() == "# carded\n\n| f1 | 0.9100 |\n"
+    registry_cli(capsys, uri, "push", str(model_dir(tmp_path, name="bare")), "--name", "bare")
+    code, _, err = registry_cli(capsys, uri, "show", "bare:1", "--card")
+    assert (
+        code == 1
+        and err.strip()
+        == "ftray: error: bare:1 has no model card (ftray writes one for what it trains)"
+    )

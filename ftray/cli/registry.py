@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import click
 from rich.table import Table
 
 from ftray.cli.base import JSON_OPTION, cli, emit, stdout
+from ftray.errors import FtrayError
+from ftray.results import MODEL_CARD
 
 
 def open_registry(ctx: click.Context) -> Any:
@@ -108,12 +111,20 @@ def human_bytes(size: float) -> str:
 
 @registry_group.command()
 @click.argument("ref")
+@click.option("--card", is_flag=True, help="Print the version's model card (MODEL_CARD.md).")
 @JSON_OPTION
 @click.pass_context
-def show(ctx: click.Context, ref: str, as_json: bool) -> None:
+def show(ctx: click.Context, ref: str, card: bool, as_json: bool) -> None:
     """The manifest REF (NAME:VERSION or NAME@ALIAS) resolves to, and its recorded evaluations."""
     registry = open_registry(ctx)
     manifest = registry.resolve(ref)
+    if card:
+        if MODEL_CARD not in manifest.files:
+            raise FtrayError(
+                f"{manifest.ref} has no model card (ftray writes one for what it trains)"
+            )
+        click.echo(registry.read_file(manifest.ref, MODEL_CARD).decode(), nl=False)
+        return
     evaluations = registry.evaluations(manifest.ref)
 
     def render(data: dict) -> None:
@@ -206,9 +217,13 @@ def push(
 @JSON_OPTION
 @click.pass_context
 def pull(ctx: click.Context, ref: str, directory: str, as_json: bool) -> None:
-    """Download REF into DIRECTORY (absent or empty), checking every file's sha256."""
+    """Download REF into DIRECTORY (absent or empty), checking every file's sha256; its model
+    card is also written as README.md."""
     registry = open_registry(ctx)
     manifest = registry.pull(ref, directory)
+    card = Path(directory) / MODEL_CARD
+    if card.exists() and not (Path(directory) / "README.md").exists():
+        (Path(directory) / "README.md").write_bytes(card.read_bytes())  # where hubs look
     result = {
         **summary(manifest),
         "directory": directory,

@@ -71,6 +71,8 @@ def render_train_result(result: ModelResult) -> None:
         f"{timings.total_s or 0:.1f}s total, {timings.samples_per_second or 0:.0f} samples/s",
     )
     table.add_row("model", result.output_dir)
+    for tracker, link in (result.tracking or {}).items():
+        table.add_row(tracker, link.get("url") or link.get("run_id") or link.get("log_dir", ""))
     stdout.print(table)
     if metrics.get("slice_gap_flagged"):
         stdout.print(
@@ -81,6 +83,25 @@ def render_train_result(result: ModelResult) -> None:
 
 def _cell(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+@cli.command()
+@click.argument("target", metavar="RUN_OR_EXPERIMENT", type=click.Path(file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), help="Where report.png goes.")
+@JSON_OPTION
+def report(target: str, out: str | None, as_json: bool) -> None:
+    """Draw a run's curves (losses, selection metric, slices, learning rate) or an
+    experiment's trials into report.png; TARGET is a run, model or experiment directory."""
+    from dataclasses import asdict
+
+    from ftray.report import report as draw
+
+    drawn = draw(target, out)
+    emit(
+        {**asdict(drawn), "png": str(drawn.png)},
+        as_json,
+        lambda r: stdout.print(f"{r['kind']} {r['name']}: {r['evaluations']} points -> {r['png']}"),
+    )
 
 
 @cli.group()
