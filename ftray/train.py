@@ -129,7 +129,9 @@ def train(
             trainer = build_trainer(spec, run, sink)
             launched = time.time()
             listeners = [tracker.on_event]
-            with ProgressDisplay(sink, run, enabled=progress, listeners=listeners) as display:
+            with ProgressDisplay(
+                sink, run, enabled=progress, metric=spec.metric, listeners=listeners
+            ) as display:
                 result = fit(trainer)
         destination = output_dir(spec, run)
         best = export_best(result.best_checkpoints, destination)

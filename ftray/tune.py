@@ -492,6 +492,8 @@ class TrialTable(Callback):
 
     def _render(self) -> Table:
         table = Table("trial", *self.keys, "evals", self.metric, "status", title="trials")
+        for column in table.columns:
+            column.overflow = "fold"  # long values wrap rather than lose their ends
         for trial_id, row in self.rows.items():
             values = [_short(row["config"].get(k)) for k in self.keys]
             best = f"{row['best']:.4f}" if row["best"] is not None else "-"

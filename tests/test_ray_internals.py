@@ -47,3 +47,22 @@ def test_tune_still_puts_the_trial_id_in_the_trial_directory_name():
     tune.register_trainable("ftray_probe", lambda config: None)
     trial = Trial("ftray_probe", config={}, experiment_tag="0", trial_id="a1b2c_00003")
     assert ray_internals.trial_id_from_dirname(trial._generate_dirname()) == "a1b2c_00003"
+
+
+def test_the_driver_still_prints_pushed_errors_through_print_to_stdstream(capsys):
+    from ray._private import worker
+
+    assert "print_to_stdstream(" in inspect.getsource(worker.listen_error_messages)
+    saved = worker.print_to_stdstream
+    try:
+        ray_internals.drop_benign_driver_messages()
+        ray_internals.drop_benign_driver_messages()  # wrapping twice is wrapping once
+        benign = "Task ServeController.graceful_shutdown failed. There are infinite retries"
+        worker.print_to_stdstream(
+            {"lines": [benign, "a real error"], "pid": "raylet", "is_err": False},
+            ignore_prefix=False,
+        )
+    finally:
+        worker.print_to_stdstream = saved
+    out = capsys.readouterr().out
+    assert "a real error" in out and "graceful_shutdown" not in out

@@ -19,6 +19,16 @@ from rich.console import Console
 from ftray.errors import USER_ERRORS
 
 stdout = Console()
+
+
+def print_table(table: Any) -> None:
+    """A rich table on stdout whose cells wrap long values (paths, URLs, ids) onto more lines
+    instead of cutting them with an ellipsis, so that nothing is lost on an 80-column terminal."""
+    for column in table.columns:
+        column.overflow = "fold"
+    stdout.print(table)
+
+
 JSON_OPTION = click.option(
     "--json", "as_json", is_flag=True, help="Print the result as one JSON object."
 )

@@ -10,7 +10,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from ftray.cli.base import JSON_OPTION, SET_OPTION, cli, emit, stdout
+from ftray.cli.base import JSON_OPTION, SET_OPTION, cli, emit, print_table, stdout
 
 CLUSTER_OPTION = click.option(
     "--address",
@@ -144,4 +144,4 @@ def render_jobs(rows: list[dict[str, Any]]) -> None:
             _when(row["end_time"]),
             row["entrypoint"],
         )
-    stdout.print(table)
+    print_table(table)

@@ -7,7 +7,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from ftray.cli.base import ADDRESS_OPTION, JSON_OPTION, SET_OPTION, cli, emit, stdout
+from ftray.cli.base import ADDRESS_OPTION, JSON_OPTION, SET_OPTION, cli, emit, print_table, stdout
 
 
 @cli.command("eval")
@@ -98,7 +98,7 @@ def _per_class_table(per_class: dict[str, dict], task: str) -> None:
             *(f"{scores[k]:.3f}" for k in ("precision", "recall", "f1")),
             str(scores["support"]),
         )
-    stdout.print(table)
+    print_table(table)
 
 
 def _confusion_table(confusion: list[list[int]], labels: list[str]) -> None:
@@ -108,7 +108,7 @@ def _confusion_table(confusion: list[list[int]], labels: list[str]) -> None:
         table.add_column(label, justify="right")
     for label, row in zip(labels, confusion, strict=True):
         table.add_row(label, *(str(v) for v in row))
-    stdout.print(table)
+    print_table(table)
 
 
 def _slice_table(metrics: dict[str, Any]) -> None:
@@ -119,7 +119,7 @@ def _slice_table(metrics: dict[str, Any]) -> None:
         table.add_column(key, justify="right")
     for name, scores in metrics["slices"].items():
         table.add_row(name, *(f"{scores[k]:.3f}" for k in keys), str(scores["support"]))
-    stdout.print(table)
+    print_table(table)
     if "slice_gap" in metrics:
         flag = " [yellow](over data.max_slice_gap)[/]" if metrics["slice_gap_flagged"] else ""
         stdout.print(f"worst slice {metrics['worst_slice']}, gap {metrics['slice_gap']:.3f}{flag}")
@@ -131,4 +131,4 @@ def _errors_table(errors: list[dict[str, Any]]) -> None:
         table.add_column(column)
     for error in errors:
         table.add_row(str(error["index"]), error["text"], error["expected"], error["predicted"])
-    stdout.print(table)
+    print_table(table)

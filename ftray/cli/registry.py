@@ -10,7 +10,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from ftray.cli.base import JSON_OPTION, cli, emit, stdout
+from ftray.cli.base import JSON_OPTION, cli, emit, print_table, stdout
 from ftray.errors import FtrayError
 from ftray.results import MODEL_CARD
 
@@ -48,7 +48,7 @@ def list_models(ctx: click.Context, as_json: bool) -> None:
             table.add_row(
                 row["name"], ", ".join(f"{a} -> {v}" for a, v in sorted(row["aliases"].items()))
             )
-        stdout.print(table)
+        print_table(table)
 
     emit({"registry": registry.uri, "models": models}, as_json, lambda r: render(r["models"]))
 
@@ -78,7 +78,7 @@ def versions(ctx: click.Context, name: str, as_json: bool) -> None:
                 row["base"] or "",
                 row["created"][:19],
             )
-        stdout.print(table)
+        print_table(table)
 
     emit(rows, as_json, render)
 

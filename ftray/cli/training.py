@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.table import Table
 
-from ftray.cli.base import ADDRESS_OPTION, JSON_OPTION, SET_OPTION, cli, emit, stdout
+from ftray.cli.base import ADDRESS_OPTION, JSON_OPTION, SET_OPTION, cli, emit, print_table, stdout
 
 if TYPE_CHECKING:
     from ftray.results import ModelResult
@@ -73,7 +73,7 @@ def render_train_result(result: ModelResult) -> None:
     table.add_row("model", result.output_dir)
     for tracker, link in (result.tracking or {}).items():
         table.add_row(tracker, link.get("url") or link.get("run_id") or link.get("log_dir", ""))
-    stdout.print(table)
+    print_table(table)
     if metrics.get("slice_gap_flagged"):
         stdout.print(
             f"[yellow]slice gap {metrics['slice_gap']:.3f}: '{metrics['worst_slice']}' lags the "
@@ -136,4 +136,4 @@ def render_data_report(report: dict[str, Any]) -> None:
     for finding in report["findings"]:
         level = finding["level"]
         table.add_row(finding["check"], f"[{colours[level]}]{level}[/]", finding["message"])
-    stdout.print(table)
+    print_table(table)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.table import Table
 
-from ftray.cli.base import ADDRESS_OPTION, JSON_OPTION, SET_OPTION, cli, emit, stdout
+from ftray.cli.base import ADDRESS_OPTION, JSON_OPTION, SET_OPTION, cli, emit, print_table, stdout
 
 if TYPE_CHECKING:
     from ftray.results import ComparisonReport, TuneResult
@@ -62,7 +62,7 @@ def render_tune_result(result: TuneResult) -> None:
         best = f"{row.best:.4f}" if row.best is not None else "-"
         wall = f"{row.wall_s:.0f}s" if row.wall_s else "-"
         table.add_row(str(place), row.trial, *values, best, str(row.epochs), row.stopped, wall)
-    stdout.print(table)
+    print_table(table)
     stdout.print(
         f"{result.trials} trials, {result.stopped_by_scheduler} stopped by the scheduler, "
         f"{result.trial_epochs} trial-epochs in {result.wall_s:.0f}s"
@@ -174,7 +174,7 @@ def render_comparison(report: ComparisonReport) -> None:
             _fmt(row.peak_memory_mb, 0),
             f"{row.artefact_bytes / 1e6:.2f} MB",
         )
-    stdout.print(table)
+    print_table(table)
     if report.majority_baseline is not None:
         stdout.print(f"majority-class baseline: {report.majority_baseline:.4f} {quality}")
     for failure in report.failed:
