@@ -50,6 +50,12 @@ def evaluations_prefix(name: str, version: int) -> str:
     return f"models/{name}/evaluations/{version:06d}/"
 
 
+# Held (created only if absent) while gc deletes; a registration whose pending record gc may
+# have missed waits for it to go before trusting that a blob exists (registry/upkeep.py).
+GC_LOCK_KEY = "gc.lock"
+GC_LOCK_TTL_S = 600.0  # a lock older than this is a dead gc's; a live gc stops deleting before
+
+
 def pending_key(name: str) -> str:
     return f"models/{name}/pending/{uuid.uuid4().hex}.json"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,6 +15,8 @@ from registry.aliases import RegistryAliases
 from registry.cache import sha256_file
 from registry.errors import RegistryError
 from registry.layout import (
+    GC_LOCK_KEY,
+    GC_LOCK_TTL_S,
     MANIFEST_FILE,
     Manifest,
     actor,
@@ -31,6 +34,7 @@ from registry.store import NotFound, PreconditionFailed
 # registry stores it and matches on it, and leaves what it means to the strategy.
 KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 FILE_THREADS = 4
+GC_WAIT_POLL_S = 0.2
 
 
 class RegistryVersions(RegistryAliases):
@@ -113,10 +117,24 @@ class RegistryVersions(RegistryAliases):
         pending = pending_key(manifest.name)
         self.store.put(pending, json.dumps(sorted(set(hashes))).encode())
         try:
+            self._wait_for_gc()
             self._upload_blobs(dict(zip(hashes, paths, strict=True)))
             self._claim_version(manifest)
         finally:
             self.store.delete(pending)
+
+    def _wait_for_gc(self) -> None:
+        """A gc that read the pending records before ours was written may still delete a blob
+        we are about to find and reuse: wait until no gc holds the lock (or a dead one's lock
+        is stale). From then on every gc sees our pending record, and existence can be trusted."""
+        while True:
+            try:
+                lock = self.store.head(GC_LOCK_KEY)
+            except NotFound:
+                return
+            if time.time() - lock.modified > GC_LOCK_TTL_S:
+                return
+            time.sleep(GC_WAIT_POLL_S)
 
     def _upload_blobs(self, blobs: dict[str, Path]) -> None:
         def upload(item: tuple[str, Path]) -> int:

@@ -4,15 +4,19 @@ are not atomic under concurrent requests, so they cannot arbitrate a race there.
 
 import json
 import multiprocessing
+import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import boto3
 import pytest
 
 from registry import BlobCache, NotFound, PreconditionFailed, Registry, RegistryError, StoreError
+from registry.cache import sha256_file
+from registry.layout import GC_LOCK_KEY, GC_LOCK_TTL_S, blob_key
 from registry.local_store import LocalStore
 from registry.s3_store import S3Store
 
@@ -318,3 +322,56 @@ def test_s3_objects_are_readable_with_plain_boto3(s3_endpoint, tmp_path):
     assert json.loads(body["Body"].read())["name"] == "m"
     with pytest.raises(NotFound):
         registry.store.head("models/m/versions/000002.json")
+
+
+class DeleteHookStore(LocalStore):
+    """A local store that runs `hook` once, just before the first blob is deleted: the moment
+    a gc has decided and a concurrent registration can still slip in."""
+
+    hook: Callable[[], None] | None = None
+
+    def delete(self, key: str) -> None:
+        if key.startswith("blobs/") and self.hook is not None:
+            hook, self.hook = self.hook, None
+            hook()
+        super().delete(key)
+
+
+def test_gc_never_deletes_a_blob_that_a_concurrent_registration_reuses(tmp_path):
+    # Local store only: moto's S3 server does not apply conditional writes atomically.
+    root = tmp_path / "registry"
+    store = DeleteHookStore(root)
+    source = model_dir(tmp_path, b"weights a crashed registration uploaded", "reuser")
+    for path in (p for p in source.rglob("*") if p.is_file()):  # orphans, old enough for gc
+        store.upload(blob_key(sha256_file(path)), path)
+    registered: list = []
+    racing: list[threading.Thread] = []
+
+    def register_meanwhile() -> None:
+        other = Registry(LocalStore(root), BlobCache(tmp_path / "other-cache"))
+        thread = threading.Thread(
+            target=lambda: registered.append(other.register(source, "m", "full"))
+        )
+        thread.start()
+        thread.join(timeout=3)  # the old gc let it finish here, reusing what it then deleted
+        racing.append(thread)
+
+    store.hook = register_meanwhile
+    registry = Registry(store, BlobCache(tmp_path / "cache"))
+    assert registry.gc(grace_s=0)["deleted"]
+    racing[0].join(timeout=30)
+    assert [m.ref for m in registered] == ["m:1"]
+    assert registry.verify()["problems"] == []
+
+
+def test_one_gc_at_a_time_and_a_dead_gcs_lock_is_taken_over(tmp_path):
+    store = LocalStore(tmp_path / "registry")
+    registry = Registry(store, BlobCache(tmp_path / "cache"))
+    store.put(GC_LOCK_KEY, b"{}", create_only=True)
+    with pytest.raises(RegistryError, match=r"^gc: another gc is running \(gc.lock is held\)$"):
+        registry.gc(grace_s=0)
+    stale = time.time() - GC_LOCK_TTL_S - 60
+    os.utime(tmp_path / "registry" / GC_LOCK_KEY, (stale, stale))
+    assert registry.gc(grace_s=0)["deleted"] == []
+    with pytest.raises(NotFound):
+        store.head(GC_LOCK_KEY)
