@@ -9,12 +9,14 @@
 - All model work runs on the replica's event-loop thread: one thread, so switching adapters never
   races a forward pass, and requests arriving during a forward wait in the loop to form the next
   batch. (A worker thread for the model left request intake fighting it for the GIL: batches
-  stayed at one input and throughput fell 2.6x.)
+  stayed at one input and throughput fell 2.6x.) Serve evicts a version by running its
+  `__del__` in an executor thread, so eviction only queues the version's release; the loop
+  applies queued releases between batches and before loading (`SharedBases.settle`).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +40,16 @@ class SharedBases:
     def __init__(self) -> None:
         self.models: dict[tuple, Any] = {}
         self.members: dict[tuple, set[str]] = defaultdict(set)
+        self.releases: deque[tuple[ModelFiles, str]] = deque()  # appended from any thread
+
+    def release_later(self, files: ModelFiles, name: str) -> None:
+        """Queue a version's leaving (safe from any thread: deque appends are atomic)."""
+        self.releases.append((files, name))
+
+    def settle(self) -> None:
+        """Apply queued releases: only on the thread that runs forward passes, between them."""
+        while self.releases:
+            self.detach(*self.releases.popleft())
 
     @staticmethod
     def key(files: ModelFiles) -> tuple:
@@ -45,6 +57,7 @@ class SharedBases:
         return (str(files.base_directory), files.task, tuple(files.labels), family)
 
     def attach(self, files: ModelFiles, name: str, device: torch.device) -> Any:
+        self.settle()  # a version evicted and loaded again leaves before it rejoins
         key = self.key(files)
         shared = self.models.get(key)
         model = files.strategy.attach(shared, files, name)
@@ -116,10 +129,11 @@ class Models:
             model, tokenizer, files.task, files.labels, files.logit_offset(), adapter=ref
         )
 
-        return LoadedVersion(ref, files, predictor, lambda: self.bases.detach(files, ref))
+        return LoadedVersion(ref, files, predictor, lambda: self.bases.release_later(files, ref))
 
     async def stats(self) -> dict[str, Any]:
         """What this replica holds: each shared base with the versions that are its adapters."""
+        self.bases.settle()
         return {
             "device": str(self.device),
             "torch_threads": torch.get_num_threads(),
@@ -155,6 +169,7 @@ class Models:
         """A batch of requests, one forward per version."""
         self.batches += 1
         self.batched_inputs += sum(map(len, inputs))
+        self.bases.settle()
         return await answer_grouped(refs, inputs, options, self._forward)
 
     async def _forward(self, ref: str, inputs: list[str], options: dict[str, Any]) -> list:

@@ -1,0 +1,36 @@
+"""A replica's models without Ray: Serve evicts a version by running its `__del__` on an
+executor thread while the replica's loop may be in a forward pass on the same shared base."""
+
+import threading
+
+from test_artefacts import trained_output
+
+from ftray.artefacts import register_output
+from registry import BlobCache, Registry
+from registry.local_store import LocalStore
+from serving.models import Models
+
+
+def test_an_eviction_on_another_thread_waits_for_the_loop(tmp_path, tiny_bert):
+    registry = Registry(LocalStore(tmp_path / "registry"), BlobCache(tmp_path / "cache"))
+    refs = [
+        register_output(registry, trained_output(tmp_path, tiny_bert, "adapter", seed), "clf").ref
+        for seed in (1, 2)
+    ]
+    models = Models(registry)
+    evicted, kept = (models._load_version_now(ref) for ref in refs)
+    before = evicted.predictor.predict(["fine", "awful"])
+    # Serve's eviction, as it runs it: __del__ on an executor thread. The old release deleted
+    # the adapter there and then, under a request that already holds this version.
+    thread = threading.Thread(target=evicted.__del__)
+    thread.start()
+    thread.join()
+    assert evicted.predictor.predict(["fine", "awful"]) == before
+    shared = next(iter(models.bases.models.values()))
+    assert set(shared.peft_config) == set(refs)  # nothing left the shared model yet
+
+    models.bases.settle()  # the loop, between batches
+    assert set(shared.peft_config) == {refs[1]}
+    assert kept.predictor.predict(["fine"])  # the other version still answers
+    again = models._load_version_now(refs[0])  # evicted, then asked for again: it rejoins
+    assert again.predictor.predict(["fine", "awful"]) == before
