@@ -51,6 +51,16 @@ def load_model(files: ModelFiles) -> tuple[torch.nn.Module, int]:
     return files.strategy.load(files), files.logit_offset()
 
 
+MAX_INPUT_TOKENS = 512  # a request's text is cut here at most, whatever the model could take
+
+
+def input_limit(model: torch.nn.Module) -> int:
+    """The most tokens an input may have: the model's positions, at most MAX_INPUT_TOKENS."""
+    config = getattr(model, "config", None)
+    positions = getattr(config, "max_position_embeddings", None) or MAX_INPUT_TOKENS
+    return min(MAX_INPUT_TOKENS, positions)
+
+
 class Predictor:
     """Answers requests with one version: a model of its own, or one adapter of a PEFT model
     shared with other versions (`adapter` is then activated before every forward)."""
@@ -63,20 +73,24 @@ class Predictor:
         labels: list[str],
         logit_offset: int = 0,
         adapter: str | None = None,
-        max_length: int = 512,
+        extra_positions: int = 0,
     ) -> None:
         # Any: a transformers model or a PEFT wrapper, called through methods nn.Module lacks.
         self.model: Any = model
         self.tokenizer, self.task, self.labels = tokenizer, task, labels
         self.task_plugin = get_task(task)
-        self.logit_offset, self.adapter, self.max_length = logit_offset, adapter, max_length
+        self.logit_offset, self.adapter = logit_offset, adapter
+        # Inputs are truncated to what the model's positions hold once the strategy's virtual
+        # tokens are in (a prompt-tuned BERT reads 492 text tokens, not 512 + 20).
+        self.max_length = input_limit(model) - extra_positions
         self.device = next(model.parameters()).device
 
     @classmethod
     def from_files(cls, files: ModelFiles, device: str | torch.device = "cpu") -> Predictor:
         model, offset = load_model(files)
         tokenizer = load_tokenizer(str(files.directory))
-        return cls(model.to(device), tokenizer, files.task, files.labels, offset)
+        extra = files.extra_positions()
+        return cls(model.to(device), tokenizer, files.task, files.labels, offset, None, extra)
 
     @classmethod
     def from_registry(cls, registry: Any, ref: str) -> Predictor:

@@ -43,6 +43,10 @@ class ModelFiles:
         """Positions the strategy prepends to the sequence; token-level logits drop them."""
         return self.strategy.logit_offset(self.config, self.task)
 
+    def extra_positions(self) -> int:
+        """Positions the strategy adds to every input, which the text cannot use."""
+        return self.strategy.extra_positions(self.config, self.task)
+
 
 def strategy_record(config: StrategyConfig) -> dict[str, Any]:
     """The `strategy` a manifest records: kind, method (when the strategy has one) and config."""

@@ -48,7 +48,7 @@ def plan_job(spec: JobSpec) -> Plan:
         spec.model.name, spec.model.task, splits.labels, tokenizer.pad_token_id, empty=True
     )
     strategy = get_strategy(spec.strategy.kind)
-    extra = strategy.logit_offset(spec.strategy, spec.model.task)
+    extra = strategy.extra_positions(spec.strategy, spec.model.task)
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit and spec.model.max_length + extra > limit:
         raise FtrayError(

@@ -126,7 +126,13 @@ class Models:
         model = self.bases.attach(files, ref, self.device)
         tokenizer = load_tokenizer(str(files.directory))
         predictor = Predictor(
-            model, tokenizer, files.task, files.labels, files.logit_offset(), adapter=ref
+            model,
+            tokenizer,
+            files.task,
+            files.labels,
+            files.logit_offset(),
+            adapter=ref,
+            extra_positions=files.extra_positions(),
         )
 
         return LoadedVersion(ref, files, predictor, lambda: self.bases.release_later(files, ref))

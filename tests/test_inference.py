@@ -88,3 +88,41 @@ def test_causal_lm_completes_a_prompt(tiny_llama):
     [answer] = predictor.predict(["Colour of lime?\nAnswer:"], max_new_tokens=5)
     assert isinstance(answer["completion"], str) and answer["completion_tokens"] <= 5
     assert answer["finish_reason"] in ("stop", "length") and answer["prompt_tokens"] > 3
+
+
+@pytest.mark.parametrize("kind", ["full", "adapter", "prompt"])
+def test_an_input_longer_than_the_model_reads_is_cut_to_fit_its_positions(
+    registry, tmp_path, tiny_bert, kind
+):
+    # The tiny BERT has 256 positions; a prompt-tuned version spends 20 of them on virtual
+    # tokens, which the cut must leave room for (it overflowed: 512 + 20 positions).
+    output = trained_output(tmp_path, tiny_bert, kind, 3)
+    register_output(registry, output, f"long-{kind}")
+    predictor = Predictor.from_registry(registry, f"long-{kind}@latest")
+    assert predictor.max_length == 256 - (20 if kind == "prompt" else 0)
+    [answer] = predictor.predict(["the kettle is superb " * 400])
+    assert answer["label"] in LABELS
+
+
+def test_a_long_prompt_keeps_its_end_and_the_completion_fits(tiny_llama):
+    predictor = Predictor.from_files(ModelFiles(tiny_llama, "full", "causal-lm", [], None))
+    [answer] = predictor.predict(["lime " * 3000 + "Colour of lime?\nAnswer:"], max_new_tokens=8)
+    assert answer["prompt_tokens"] + 8 <= predictor.max_length
+    assert answer["completion_tokens"] <= 8
+
+
+@pytest.mark.parametrize("task", ["sequence-classification", "token-classification"])
+def test_a_max_length_that_leaves_no_room_for_virtual_tokens_is_refused_at_plan_time(
+    tmp_path, tiny_bert, task
+):
+    from conftest import make_spec, ner_raw, sentiment_raw
+
+    from ftray.errors import FtrayError
+    from ftray.plan import plan_job
+
+    raw = (sentiment_raw if task == "sequence-classification" else ner_raw)(
+        tiny_bert, strategy={"kind": "prompt", "num_virtual_tokens": 20}
+    )
+    raw["model"]["max_length"] = 250
+    with pytest.raises(FtrayError, match=r"^model.max_length: 250 \(\+20 virtual tokens\) exceeds"):
+        plan_job(make_spec(raw, tmp_path))

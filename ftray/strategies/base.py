@@ -46,6 +46,11 @@ class Strategy(ABC):
         """Positions the strategy prepends to the sequence; token-level logits drop them."""
         return 0
 
+    def extra_positions(self, config: StrategyConfig, task: str) -> int:
+        """Positions the strategy adds to every input (virtual tokens), whatever the task: the
+        text may use the model's positions less these."""
+        return 0
+
     def package(self, files: ModelFiles, scratch: Path) -> Path:
         """The directory a registry version stores for the training output `files.directory`
         (written under `scratch` when it differs): by default the output as it is."""

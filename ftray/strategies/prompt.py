@@ -82,9 +82,13 @@ class Prompt(PeftStrategy):
         return get_peft_model(model, peft_config)
 
     def logit_offset(self, config: StrategyConfig, task: str) -> int:
+        return self.extra_positions(config, task) if get_task(task).per_token else 0
+
+    def extra_positions(self, config: StrategyConfig, task: str) -> int:
         assert isinstance(config, PromptConfig)
+        # Prefix tuning feeds its tokens as attention keys and values, not as positions.
         prepends = config.method in ("prompt_tuning", "p_tuning")
-        return config.num_virtual_tokens if prepends and get_task(task).per_token else 0
+        return config.num_virtual_tokens if prepends else 0
 
     def config_from_files(self, directory: Path) -> PromptConfig:
         saved = adapter_config(directory)

@@ -118,7 +118,12 @@ def complete(
 ) -> dict[str, Any]:
     """A completion (greedy at temperature 0) and its token counts, as OpenAI reports them."""
     tokenizer = predictor.tokenizer
-    encoded = tokenizer(prompt, return_tensors="pt").to(predictor.device)
+    encoded = tokenizer(prompt, return_tensors="pt")
+    # Prompt and completion share the model's positions: a long prompt keeps its end (what the
+    # completion continues), and the completion gets at least one token.
+    budget = max(1, predictor.max_length - max_new_tokens)
+    encoded = {key: value[:, -budget:].to(predictor.device) for key, value in encoded.items()}
+    max_new_tokens = min(max_new_tokens, predictor.max_length - encoded["input_ids"].shape[1])
     sampling = (
         {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
     )
