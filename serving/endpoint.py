@@ -94,10 +94,13 @@ def authorized(request: Request) -> None:
         raise ApiError(401, "missing or wrong bearer token", kind="authentication_error")
 
 
-async def parse(request: Request, schema: type[BaseModel]) -> Any:
-    """The body as `schema`; one error line naming the field (the first one wrong)."""
+async def parse(request: Request, schema: type[BaseModel], max_bytes: int) -> Any:
+    """The body as `schema`; one error line naming the field (the first one wrong). A body over
+    `max_bytes` is refused with 413 by its Content-Length before any of it is read, or as soon
+    as what arrives passes the limit; so JSON parsing and validation only ever see bounded
+    input, and the per-field limits (`check_sizes`) apply after."""
     try:
-        body = json.loads(await request.body())
+        body = json.loads(await read_body(request, max_bytes))
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ApiError(400, "the request body is not valid JSON") from None
     try:
@@ -106,6 +109,20 @@ async def parse(request: Request, schema: type[BaseModel]) -> Any:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error["loc"]) or "body"
         raise ApiError(422, f"{where}: {error['msg']}") from None
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    too_large = ApiError(413, f"the request body is over {max_bytes} bytes (limits.max_body_bytes)")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 AUTHORIZED = [Depends(authorized)]
@@ -214,7 +231,7 @@ class Endpoint:
 
     @api.post("/v1/predict", dependencies=AUTHORIZED)
     async def predict(self, request: Request) -> JSONResponse:
-        body = await parse(request, PredictRequest)
+        body = await parse(request, PredictRequest, self.limits.max_body_bytes)
         check_sizes(body.inputs, self.limits)
         version = self.route(body.model)
         task = await self.task_of(version)
@@ -225,7 +242,7 @@ class Endpoint:
 
     @api.post("/v1/completions", dependencies=AUTHORIZED)
     async def completions(self, request: Request) -> JSONResponse:
-        body = await parse(request, CompletionRequest)
+        body = await parse(request, CompletionRequest, self.limits.max_body_bytes)
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         check_sizes(prompts, self.limits, "prompt")
         version = await self.causal_version(body.model)
@@ -253,7 +270,7 @@ class Endpoint:
 
     @api.post("/v1/chat/completions", dependencies=AUTHORIZED)
     async def chat_completions(self, request: Request) -> JSONResponse:
-        body = await parse(request, ChatCompletionRequest)
+        body = await parse(request, ChatCompletionRequest, self.limits.max_body_bytes)
         check_sizes([m.content for m in body.messages], self.limits, "messages")
         version = await self.causal_version(body.model)
         prompt = chat_prompt([m.model_dump() for m in body.messages])

@@ -15,6 +15,9 @@ class Limits(BaseModel):
     max_inputs: int = 64  # inputs per /v1/predict request
     max_chars: int = 4096  # characters per input (prompt, text, message content)
     max_tokens: int = 256  # completion tokens a request may ask for
+    # A whole body, checked before it is read: room for max_inputs x max_chars even when every
+    # character is JSON-escaped (\uXXXX, 6 bytes), and no more.
+    max_body_bytes: int = 64 * 4096 * 6 + 65536
 
 
 class PredictRequest(BaseModel):

@@ -211,6 +211,7 @@ def test_an_alias_move_under_traffic_fails_no_request(endpoint):
             413,
             "at most 4096",
         ),
+        ("/v1/predict", None, b" " * 2_000_000, TOKEN, 413, "limits.max_body_bytes"),
         ("/v1/predict", {"model": "clf:2", "inputs": ["x"]}, None, None, 401, "bearer token"),
         ("/v1/predict", {"model": "clf:2", "inputs": ["x"]}, None, "wrong", 401, "bearer token"),
         ("/v1/completions", {"model": "clf:2", "prompt": "x"}, None, TOKEN, 400, "use /v1/predict"),

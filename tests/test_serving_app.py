@@ -70,3 +70,46 @@ def test_chat_messages_become_one_prompt_and_usage_adds_up():
         {"prompt_tokens": 4, "completion_tokens": 1},
     ]
     assert usage(outputs) == {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+
+
+def streamed_request(chunks: list[bytes], content_length: int | None = None):
+    """A Starlette request whose body arrives in `chunks`; `received` lists what was read."""
+    from starlette.requests import Request
+
+    headers = [] if content_length is None else [(b"content-length", str(content_length).encode())]
+    pending, received = list(chunks), []
+
+    async def receive():
+        chunk = pending.pop(0) if pending else b""
+        received.append(chunk)
+        return {"type": "http.request", "body": chunk, "more_body": bool(pending)}
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/predict", "headers": headers}
+    return Request(scope, receive), received
+
+
+def test_an_oversized_body_is_refused_before_it_is_read():
+    import asyncio
+
+    from serving.endpoint import read_body
+
+    request, received = streamed_request([b"x" * 500] * 10, content_length=5000)
+    with pytest.raises(ApiError, match="over 1000 bytes") as declared:
+        asyncio.run(read_body(request, 1000))
+    assert declared.value.status == 413 and received == []  # refused on Content-Length alone
+
+    request, received = streamed_request([b"x" * 500] * 10)  # no Content-Length: a stream
+    with pytest.raises(ApiError, match="over 1000 bytes"):
+        asyncio.run(read_body(request, 1000))
+    assert len(received) == 3  # stopped at the chunk that passed the limit, not at the end
+
+    request, _ = streamed_request([b'{"model": ', b'"a", "inputs": ["x"]}'])
+    assert asyncio.run(read_body(request, 1000)) == b'{"model": "a", "inputs": ["x"]}'
+
+
+def test_the_body_limit_leaves_room_for_the_largest_valid_request():
+    import json
+
+    limits = Limits()
+    largest = {"model": "m" * 200, "inputs": ["\u0001" * limits.max_chars] * limits.max_inputs}
+    assert len(json.dumps(largest).encode()) <= limits.max_body_bytes
