@@ -49,23 +49,32 @@ def read_rows(path: str, fmt: str = "auto", what: str = "data.train") -> list[di
                 f"{what}: cannot tell the format of {file.name}; "
                 "use a .jsonl, .csv or .parquet file or set data.format"
             )
-    if not file.is_file():
-        raise FtrayError(f"{what}: file not found: {path}")
-    if fmt == "jsonl":
-        rows = _read_jsonl(file, what)
-    elif fmt == "csv":
-        with file.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-    else:
-        import pyarrow.parquet as pq
-
-        try:
-            rows = pq.read_table(file).to_pylist()
-        except Exception as exc:
-            raise FtrayError(f"{what}: {file.name} is not a readable Parquet file: {exc}") from None
+    try:
+        rows = _read_format(file, fmt, what)
+    except FileNotFoundError:
+        raise FtrayError(f"{what}: file not found: {path}") from None
+    except (OSError, ValueError) as exc:  # a directory, a name too long, bytes that are not UTF-8
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        raise FtrayError(f"{what}: cannot read {file.name[:80]}: {reason}") from None
     if not rows:
         raise FtrayError(f"{what}: {path} has no rows")
     return rows
+
+
+def _read_format(file: Path, fmt: str, what: str) -> list[dict[str, Any]]:
+    if not file.is_file():
+        raise FileNotFoundError(file)
+    if fmt == "jsonl":
+        return _read_jsonl(file, what)
+    if fmt == "csv":
+        with file.open(newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(file).to_pylist()
+    except Exception as exc:
+        raise FtrayError(f"{what}: {file.name} is not a readable Parquet file: {exc}") from None
 
 
 def _read_jsonl(file: Path, what: str) -> list[dict[str, Any]]:

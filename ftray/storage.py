@@ -62,3 +62,11 @@ def file_sizes(uri: str) -> dict[str, int]:
     fs, path = _filesystem(uri)
     infos = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
     return {info.base_name: info.size for info in infos if info.type == pyarrow.fs.FileType.File}
+
+
+def is_directory(path: Path) -> bool:
+    """`path.is_dir()`, false for names the OS refuses (too long, NUL bytes) instead of raising."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
