@@ -57,8 +57,15 @@ class RegistryUpkeep(RegistryFiles):
                 return False
             return sha256_file(target) == sha256
 
-    def gc(self, dry_run: bool = False, grace_s: float = DEFAULT_GC_GRACE_S) -> dict[str, Any]:
-        """Delete blobs no manifest references and older than `grace_s`.
+    def gc(
+        self,
+        dry_run: bool = False,
+        grace_s: float = DEFAULT_GC_GRACE_S,
+        pending_ttl_s: float = PENDING_TTL_S,
+    ) -> dict[str, Any]:
+        """Delete blobs no manifest references and older than `grace_s`. A registration's
+        pending record protects its blobs for `pending_ttl_s` (then it is taken for dead: say
+        less when you know no registration runs, e.g. after killed pushes).
 
         Correct by construction against registrations that reuse a stored blob (deduplication
         uploads nothing, so age alone cannot protect it): gc holds `gc.lock` while it decides
@@ -71,7 +78,9 @@ class RegistryUpkeep(RegistryFiles):
             started = time.monotonic()
             blobs = self.store.list("blobs/sha256/")
             now = time.time()
-            pending = self._pending_blobs(now)  # first: a registration that finishes meanwhile
+            pending = self._pending_blobs(
+                now, pending_ttl_s
+            )  # first: a registration that finishes meanwhile
             referenced = self._referenced_blobs()  # is in a manifest read after its record
             unreferenced = [b for b in blobs if Path(b.key).name not in referenced]
             old = [b for b in unreferenced if now - b.modified > grace_s]
@@ -121,14 +130,14 @@ class RegistryUpkeep(RegistryFiles):
         finally:
             self.store.delete(GC_LOCK_KEY)
 
-    def _pending_blobs(self, now: float) -> set[str]:
-        """Blobs of registrations in flight; records older than PENDING_TTL_S are from
+    def _pending_blobs(self, now: float, ttl_s: float) -> set[str]:
+        """Blobs of registrations in flight; records older than `ttl_s` are from
         registrations that died, and are removed."""
         shas: set[str] = set()
         for info in self.store.list("models/"):
             if "/pending/" not in info.key:
                 continue
-            if now - info.modified > PENDING_TTL_S:
+            if now - info.modified > ttl_s:
                 self.store.delete(info.key)
                 continue
             try:

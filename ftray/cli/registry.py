@@ -297,11 +297,18 @@ def verify(ctx: click.Context, ref: str | None, as_json: bool) -> None:
     show_default=True,
     help="Keep unreferenced blobs younger than this many seconds (uploads in flight).",
 )
+@click.option(
+    "--pending-ttl",
+    type=float,
+    default=24 * 3600.0,
+    show_default=True,
+    help="Take a registration that has been in flight this many seconds for dead.",
+)
 @JSON_OPTION
 @click.pass_context
-def gc(ctx: click.Context, dry_run: bool, grace: float, as_json: bool) -> None:
+def gc(ctx: click.Context, dry_run: bool, grace: float, pending_ttl: float, as_json: bool) -> None:
     """Delete blobs that no version references."""
-    report = open_registry(ctx).gc(dry_run=dry_run, grace_s=grace)
+    report = open_registry(ctx).gc(dry_run=dry_run, grace_s=grace, pending_ttl_s=pending_ttl)
     gone = report.get("deleted", report.get("would_delete", []))
     emit(
         report,
