@@ -81,6 +81,15 @@ def test_ner_entities_are_character_spans_of_the_input(tmp_path, tiny_bert):
         assert not (start > 0 and text[start].isalnum() and text[start - 1].isalnum())
         assert not (end < len(text) and text[end - 1].isalnum() and text[end].isalnum())
         assert entity["type"] in ("PER", "LOC") and 0 < entity["score"] <= 1
+    # Inputs answered in one padded forward pass get what each gets alone.
+    texts = [text, "Ravi left.", "Kelderby and Port Elsby, then Amara Okafor again at dawn."]
+    together = predictor.predict(texts)
+    for alone, batched in zip((predictor.predict([t])[0] for t in texts), together, strict=True):
+        assert [(e["type"], e["start"], e["end"]) for e in batched["entities"]] == [
+            (e["type"], e["start"], e["end"]) for e in alone["entities"]
+        ]
+        scores = [e["score"] for e in alone["entities"]]
+        assert [e["score"] for e in batched["entities"]] == pytest.approx(scores, abs=1e-5)
 
 
 def test_causal_lm_completes_a_prompt(tiny_llama):

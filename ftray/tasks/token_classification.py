@@ -134,7 +134,7 @@ class TokenClassification(Task):
     def predict(
         self, predictor: Predictor, inputs: list[str], options: dict[str, Any]
     ) -> list[dict[str, Any]]:
-        return [entities(predictor, text) for text in inputs]
+        return entities(predictor, inputs)
 
     def text(self, example: dict[str, Any], joiner: str = " ") -> str:
         return " ".join(example["tokens"])
@@ -170,23 +170,38 @@ def tagged_row(
     )
 
 
-def entities(predictor: Predictor, text: str) -> dict[str, Any]:
-    """Tags each word's first sub-token (as in training) and maps spans to characters."""
+def entities(predictor: Predictor, texts: list[str]) -> list[dict[str, Any]]:
+    """Each text's entities, from one forward pass over all of them (padded to the longest)."""
     encoded = predictor.tokenizer(
-        text,
+        texts,
         truncation=True,
         max_length=predictor.max_length,
+        padding=True,
         return_offsets_mapping=True,
         return_tensors="pt",
     )
-    offsets = encoded.pop("offset_mapping")[0].tolist()
-    probabilities = predictor.logits(encoded)[0].float().softmax(dim=-1).cpu()
+    offsets = encoded.pop("offset_mapping").tolist()
+    probabilities = predictor.logits(encoded).float().softmax(dim=-1).cpu()
+    return [
+        text_entities(text, encoded.word_ids(row), offsets[row], probabilities[row], predictor)
+        for row, text in enumerate(texts)
+    ]
+
+
+def text_entities(
+    text: str,
+    word_ids: list[int | None],
+    offsets: list[list[int]],
+    probabilities: Any,
+    predictor: Predictor,
+) -> dict[str, Any]:
+    """Tags each word's first sub-token (as in training) and maps spans to characters."""
     words: list[tuple[int, int]] = []
     tags: list[str] = []
     scores: list[float] = []
     previous = None
-    for position, word in enumerate(encoded.word_ids(0)):
-        if word is None:
+    for position, word in enumerate(word_ids):
+        if word is None:  # special tokens and padding
             continue
         start, end = offsets[position]
         if word != previous:
