@@ -135,3 +135,17 @@ def test_a_max_length_that_leaves_no_room_for_virtual_tokens_is_refused_at_plan_
     raw["model"]["max_length"] = 250
     with pytest.raises(FtrayError, match=r"^model.max_length: 250 \(\+20 virtual tokens\) exceeds"):
         plan_job(make_spec(raw, tmp_path))
+
+
+def test_prompts_of_a_batch_complete_as_they_do_alone(tiny_llama):
+    # Left padding: each row's next token follows its own last one; greedy, so the same text.
+    predictor = Predictor.from_files(ModelFiles(tiny_llama, "full", "causal-lm", [], None))
+    prompts = [
+        "Colour of lime?\nAnswer:",
+        "Q: What is the capital of the country that makes the best kettles?\nA:",
+        "Hi",
+    ]
+    together = predictor.predict(prompts, max_new_tokens=6)
+    for prompt, batched in zip(prompts, together, strict=True):
+        [alone] = predictor.predict([prompt], max_new_tokens=6)
+        assert batched == alone

@@ -107,38 +107,54 @@ class CausalLM(Task):
     ) -> list[dict[str, Any]]:
         max_new_tokens = options.get("max_new_tokens", MAX_NEW_TOKENS)
         temperature = options.get("temperature", 0.0)
-        return [complete(predictor, text, max_new_tokens, temperature) for text in inputs]
+        return complete(predictor, inputs, max_new_tokens, temperature)
 
     def text(self, example: dict[str, Any], joiner: str = " ") -> str:
         return example["prompt"] + joiner + example["completion"]
 
 
 def complete(
-    predictor: Predictor, prompt: str, max_new_tokens: int, temperature: float
-) -> dict[str, Any]:
-    """A completion (greedy at temperature 0) and its token counts, as OpenAI reports them."""
+    predictor: Predictor, prompts: list[str], max_new_tokens: int, temperature: float
+) -> list[dict[str, Any]]:
+    """Completions of all `prompts` from one `generate` call (greedy at temperature 0), and
+    their token counts as OpenAI reports them. Prompts are padded on the left, so that every
+    row's next token follows its own last one; a row that ends (EOS) is cut there."""
+    import torch
+
     tokenizer = predictor.tokenizer
-    encoded = tokenizer(prompt, return_tensors="pt")
     # Prompt and completion share the model's positions: a long prompt keeps its end (what the
     # completion continues), and the completion gets at least one token.
     budget = max(1, predictor.max_length - max_new_tokens)
-    encoded = {key: value[:, -budget:].to(predictor.device) for key, value in encoded.items()}
-    max_new_tokens = min(max_new_tokens, predictor.max_length - encoded["input_ids"].shape[1])
+    rows = [tokenizer(prompt)["input_ids"][-budget:] for prompt in prompts]
+    longest = max(map(len, rows))
+    pad = tokenizer.pad_token_id
+    input_ids = torch.tensor([[pad] * (longest - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (longest - len(r)) + [1] * len(r) for r in rows])
     sampling = (
         {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
     )
     output = predictor.model.generate(
-        **encoded,
-        max_new_tokens=max_new_tokens,
+        input_ids=input_ids.to(predictor.device),
+        attention_mask=mask.to(predictor.device),
+        max_new_tokens=min(max_new_tokens, predictor.max_length - longest),
         **sampling,
-        pad_token_id=tokenizer.pad_token_id,
+        pad_token_id=pad,
         eos_token_id=tokenizer.eos_token_id,
     )
-    new_tokens = output[0, encoded["input_ids"].shape[1] :]
-    finished = len(new_tokens) > 0 and int(new_tokens[-1]) == tokenizer.eos_token_id
+    return [
+        completion_of(tokenizer, row[longest:].tolist(), len(prompt_ids))
+        for row, prompt_ids in zip(output, rows, strict=True)
+    ]
+
+
+def completion_of(tokenizer: Any, new_tokens: list[int], prompt_tokens: int) -> dict[str, Any]:
+    eos = tokenizer.eos_token_id
+    finished = eos in new_tokens
+    if finished:  # later positions of a finished row are padding
+        new_tokens = new_tokens[: new_tokens.index(eos) + 1]
     return {
         "completion": tokenizer.decode(new_tokens, skip_special_tokens=True),
-        "prompt_tokens": int(encoded["input_ids"].shape[1]),
+        "prompt_tokens": prompt_tokens,
         "completion_tokens": len(new_tokens),
         "finish_reason": "stop" if finished else "length",
     }
