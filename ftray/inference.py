@@ -8,6 +8,7 @@ Weights load from safetensors only; remote code never runs.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,9 +101,19 @@ class Predictor:
     def predict(self, inputs: list[str], **options: Any) -> list[dict[str, Any]]:
         """The task's answer for each input (`Task.predict`); options such as max_new_tokens
         and temperature are the task's."""
+        self.activate()
+        return self.task_plugin.predict(self, inputs, options)
+
+    def stream(self, text: str, **options: Any) -> Iterator[dict[str, Any]]:
+        """A generating task's answer piece by piece (`Task.stream`); each piece is computed
+        when it is asked for, so a consumer that stops asking stops the work."""
+        return self.task_plugin.stream(self, text, options)
+
+    def activate(self) -> None:
+        """Make this version's adapter the shared model's active one (before every forward:
+        other versions' requests switch it in between)."""
         if self.adapter is not None and self.model.active_adapter != self.adapter:
             self.model.set_adapter(self.adapter)  # ~0.5 ms on MiniLM: only when it changes
-        return self.task_plugin.predict(self, inputs, options)
 
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Logits for a tokenised batch, aligned with its positions."""

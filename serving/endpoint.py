@@ -4,8 +4,8 @@ models.
     GET  /healthz                     200 when the replica answers
     GET  /v1/models                   served references and the versions they resolve to
     POST /v1/predict                  {"model": REF, "inputs": [...]}
-    POST /v1/completions              OpenAI-compatible, causal-LM models
-    POST /v1/chat/completions         OpenAI-compatible, causal-LM models
+    POST /v1/completions              OpenAI-compatible, causal-LM models; `stream` for SSE
+    POST /v1/chat/completions         the same, the messages rendered by the chat template
     POST /v1/reload                   resolve aliases now (they are also polled)
 
 Aliases are resolved to immutable `name:version` references here, polled every
@@ -27,10 +27,11 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 from ray import serve
 
@@ -53,6 +54,17 @@ def chat_prompt(messages: list[dict[str, str]]) -> str:
     """The messages as one prompt. Models trained by ftray on prompt/completion pairs have no chat
     template; their prompt is the messages' contents in order."""
     return "\n".join(message["content"] for message in messages)
+
+
+def event(data: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(data)}\n\n".encode()
+
+
+def stream_choice(text: str, finish_reason: str | None, chat: bool) -> dict[str, Any]:
+    if chat:
+        delta = {"content": text} if text else {}
+        return {"index": 0, "delta": delta, "finish_reason": finish_reason}
+    return {"index": 0, "text": text, "finish_reason": finish_reason, "logprobs": None}
 
 
 def usage(outputs: list[dict[str, Any]]) -> dict[str, int]:
@@ -241,12 +253,18 @@ class Endpoint:
         )
 
     @api.post("/v1/completions", dependencies=AUTHORIZED)
-    async def completions(self, request: Request) -> JSONResponse:
+    async def completions(self, request: Request) -> Response:
         body = await parse(request, CompletionRequest, self.limits.max_body_bytes)
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         check_sizes(prompts, self.limits, "prompt")
         version = await self.causal_version(body.model)
-        generation = self.generation(body.max_tokens, body.temperature)
+        generation = self.generation(body.max_tokens, body)
+        if body.stream:
+            if len(prompts) != 1:
+                raise ApiError(400, "stream: one prompt per streamed request", code="stream")
+            usage_too = bool(body.stream_options and body.stream_options.include_usage)
+            chunks = self.sse(version, prompts[0], generation, chat=False, usage_too=usage_too)
+            return StreamingResponse(chunks, media_type="text/event-stream")
         outputs = await self.run(version, prompts, generation)
         choices = [
             {
@@ -269,13 +287,17 @@ class Endpoint:
         )
 
     @api.post("/v1/chat/completions", dependencies=AUTHORIZED)
-    async def chat_completions(self, request: Request) -> JSONResponse:
+    async def chat_completions(self, request: Request) -> Response:
         body = await parse(request, ChatCompletionRequest, self.limits.max_body_bytes)
         check_sizes([m.content for m in body.messages], self.limits, "messages")
         version = await self.causal_version(body.model)
-        prompt = chat_prompt([m.model_dump() for m in body.messages])
+        prompt = await self.render_chat(version, [m.model_dump() for m in body.messages])
         max_tokens = body.max_completion_tokens or body.max_tokens or 16
-        generation = self.generation(max_tokens, body.temperature)
+        generation = self.generation(max_tokens, body)
+        if body.stream:
+            usage_too = bool(body.stream_options and body.stream_options.include_usage)
+            chunks = self.sse(version, prompt, generation, chat=True, usage_too=usage_too)
+            return StreamingResponse(chunks, media_type="text/event-stream")
         [output] = await self.run(version, [prompt], generation)
         message = {"role": "assistant", "content": output["completion"]}
         choice = {"index": 0, "message": message, "finish_reason": output["finish_reason"]}
@@ -290,6 +312,47 @@ class Endpoint:
             }
         )
 
+    async def render_chat(self, version: str, messages: list[dict[str, str]]) -> str:
+        """The prompt the model sees: its tokenizer's chat template over the messages, roles
+        and all, ending where the assistant's turn begins; a version without a template (a
+        prompt/completion model) gets the contents in order, as it was trained."""
+        tokenizer = await self.models.tokenizer_of(version)
+        if not getattr(tokenizer, "chat_template", None):
+            return chat_prompt(messages)
+        try:
+            return tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            )
+        except Exception as exc:  # a template that raises, or one that rejects these messages
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            message = f"messages: {version}'s chat template cannot render them: {reason}"
+            raise ApiError(400, message) from None
+
+    async def sse(
+        self, version: str, prompt: str, generation: dict[str, Any], chat: bool, usage_too: bool
+    ) -> AsyncIterator[bytes]:
+        """Server-sent events in OpenAI's chunk format, as the official client reads them: a
+        chunk per piece of text, one with the finish reason, optionally the usage, `[DONE]`."""
+        ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
+        head = {
+            "id": ident,
+            "object": "chat.completion.chunk" if chat else "text_completion",
+            "created": int(time.time()),
+            "model": version,
+        }
+        if chat:
+            opening = {"index": 0, "delta": {"role": "assistant", "content": ""}}
+            yield event({**head, "choices": [{**opening, "finish_reason": None}]})
+        async for piece in self.models.stream(version, prompt, generation):
+            if "text" in piece:
+                yield event({**head, "choices": [stream_choice(piece["text"], None, chat)]})
+                continue
+            reason = piece["finish_reason"]
+            yield event({**head, "choices": [stream_choice("", reason, chat)]})
+            if usage_too:
+                yield event({**head, "choices": [], "usage": usage([piece])})
+        yield b"data: [DONE]\n\n"
+
     async def causal_version(self, requested: str) -> str:
         version = self.route(requested)
         task = await self.task_of(version)
@@ -299,11 +362,18 @@ class Endpoint:
             )
         return version
 
-    def generation(self, max_tokens: int, temperature: float) -> dict[str, Any]:
+    def generation(self, max_tokens: int, body: CompletionRequest | ChatCompletionRequest) -> dict:
+        """The sampling options of a request (`ftray.generation.Sampling`)."""
         if max_tokens > self.limits.max_tokens:
             raise ApiError(
                 413,
                 f"max_tokens {max_tokens} is over the limit of {self.limits.max_tokens}",
                 code="too_many_tokens",
             )
-        return {"max_new_tokens": max_tokens, "temperature": temperature}
+        return {
+            "max_new_tokens": max_tokens,
+            "temperature": body.temperature,
+            "top_p": body.top_p,
+            "seed": body.seed,
+            "stop": body.stop,
+        }

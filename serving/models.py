@@ -16,8 +16,9 @@
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
-from collections.abc import Callable
+import asyncio
+from collections import Counter, defaultdict, deque
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import torch
@@ -41,15 +42,23 @@ class SharedBases:
         self.models: dict[tuple, Any] = {}
         self.members: dict[tuple, set[str]] = defaultdict(set)
         self.releases: deque[tuple[ModelFiles, str]] = deque()  # appended from any thread
+        self.streaming: Counter[str] = Counter()  # versions a stream is generating with
 
     def release_later(self, files: ModelFiles, name: str) -> None:
         """Queue a version's leaving (safe from any thread: deque appends are atomic)."""
         self.releases.append((files, name))
 
     def settle(self) -> None:
-        """Apply queued releases: only on the thread that runs forward passes, between them."""
+        """Apply queued releases: only on the thread that runs forward passes, between them;
+        a version a stream still generates with leaves once its streams end."""
+        waiting = []
         while self.releases:
-            self.detach(*self.releases.popleft())
+            files, name = self.releases.popleft()
+            if self.streaming[name]:
+                waiting.append((files, name))
+            else:
+                self.detach(files, name)
+        self.releases.extend(waiting)
 
     @staticmethod
     def key(files: ModelFiles) -> tuple:
@@ -60,6 +69,9 @@ class SharedBases:
         self.settle()  # a version evicted and loaded again leaves before it rejoins
         key = self.key(files)
         shared = self.models.get(key)
+        if name in self.members[key]:  # evicted while streaming, asked for again: it stays
+            self.releases = deque(r for r in self.releases if r[1] != name)
+            return shared
         model = files.strategy.attach(shared, files, name)
         if shared is None:  # a new shared model; later versions join it where it already is
             self.models[key] = model.to(device)
@@ -114,6 +126,7 @@ class Models:
         # line; Serve keys its LRU cache and its routing on the multiplexed model id.
         self.version = serve.multiplexed(max_num_models_per_replica=capacity)(load_version)
         self.batches = self.batched_inputs = 0  # inputs per forward pass = their ratio
+        self.streams: Counter[str] = Counter()  # streamed completions, finished or stopped
         # serve.batch's wrapper has these setters; its type stubs do not say so.
         self.batched.set_max_batch_size(max_batch_size)  # type: ignore
         self.batched.set_batch_wait_timeout_s(batch_wait_s)  # type: ignore
@@ -145,11 +158,35 @@ class Models:
             "torch_threads": torch.get_num_threads(),
             "batches": self.batches,
             "batched_inputs": self.batched_inputs,
+            "streams": dict(self.streams),
             "shared_bases": [
                 {"base": key[0], "family": key[3], "versions": sorted(members)}
                 for key, members in self.bases.members.items()
             ],
         }
+
+    async def tokenizer_of(self, ref: str) -> Any:
+        return (await self.version(ref)).predictor.tokenizer
+
+    async def stream(
+        self, ref: str, text: str, options: dict[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]:
+        """One completion piece by piece, a forward pass per token on the replica's loop; between
+        tokens the loop serves other requests. Closing the iterator (the client left) stops the
+        generation at the next token."""
+        version = await self.version(ref)
+        pieces = version.predictor.stream(text, **options)
+        self.bases.streaming[ref] += 1
+        finished = False
+        try:
+            for piece in pieces:
+                yield piece
+                await asyncio.sleep(0)
+            finished = True
+        finally:
+            pieces.close()
+            self.bases.streaming[ref] -= 1
+            self.streams["finished" if finished else "stopped"] += 1
 
     async def describe(self, ref: str) -> dict[str, Any]:
         version = await self.version(ref)

@@ -6,7 +6,7 @@ them; every bad request gets a 4xx and never reaches a model.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +26,14 @@ class PredictRequest(BaseModel):
     inputs: list[str] = Field(min_length=1)
 
 
+# OpenAI's `stop`: one string or up to four, where the completion ends before them.
+Stop = str | Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=4)] | None
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False  # a last chunk with the token counts, as OpenAI sends it
+
+
 class CompletionRequest(BaseModel):
     """OpenAI's /v1/completions; the fields ftray does not use are accepted and ignored."""
 
@@ -33,8 +41,12 @@ class CompletionRequest(BaseModel):
     prompt: str | list[str]
     max_tokens: int = Field(16, ge=1)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    seed: int | None = None
+    stop: Stop = None
     n: int = Field(1, ge=1, le=1)
-    stream: Literal[False] = False
+    stream: bool = False  # server-sent events in OpenAI's chunk format
+    stream_options: StreamOptions | None = None
 
 
 class ChatMessage(BaseModel):
@@ -48,8 +60,12 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    seed: int | None = None
+    stop: Stop = None
     n: int = Field(1, ge=1, le=1)
-    stream: Literal[False] = False
+    stream: bool = False
+    stream_options: StreamOptions | None = None
 
 
 class ApiError(Exception):

@@ -149,3 +149,51 @@ def test_prompts_of_a_batch_complete_as_they_do_alone(tiny_llama):
     for prompt, batched in zip(prompts, together, strict=True):
         [alone] = predictor.predict([prompt], max_new_tokens=6)
         assert batched == alone
+
+
+@pytest.mark.parametrize("kind", ["full", "adapter", "prompt"])
+def test_a_streamed_completion_is_the_completion(tmp_path, tiny_llama, kind):
+    # Token by token with a KV cache (recomputing under prompt learning), greedy: the same text
+    # and counts as one generate call, in at least two pieces.
+    torch.manual_seed(5)
+    strategy = get_strategy(kind)
+    model = strategy.apply(
+        load_task_model(str(tiny_llama), "causal-lm", []), strategy.config_type(), "causal-lm"
+    )
+    model.save_pretrained(tmp_path / kind)
+    load_tokenizer(str(tiny_llama)).save_pretrained(tmp_path / kind)
+    base = tiny_llama if kind != "full" else None
+    files = ModelFiles(tmp_path / kind, kind, "causal-lm", [], base)
+    predictor = Predictor.from_files(files)
+    prompt = "Colour of lime?\nAnswer:"
+    [whole] = predictor.predict([prompt], max_new_tokens=12)
+    pieces = list(predictor.stream(prompt, max_new_tokens=12))
+    *texts, end = pieces
+    assert "".join(p["text"] for p in texts) == whole["completion"] and len(texts) >= 2
+    assert end == {k: whole[k] for k in ("finish_reason", "prompt_tokens", "completion_tokens")}
+
+
+def test_stop_strings_seed_and_top_p_as_openai_means_them(tiny_llama):
+    predictor = Predictor.from_files(ModelFiles(tiny_llama, "full", "causal-lm", [], None))
+    prompt = "Colour of lime?\nAnswer:"
+    [free] = predictor.predict([prompt], max_new_tokens=12)
+    text = free["completion"]
+    assert len(text) >= 4, "the random model must say something to cut"
+    stop = text[2:4]  # a stop string inside the free completion: it ends before it
+    [stopped] = predictor.predict([prompt], max_new_tokens=12, stop=[stop])
+    assert stopped["completion"] == text[: text.find(stop)] and stopped["finish_reason"] == "stop"
+    *pieces, end = predictor.stream(prompt, max_new_tokens=12, stop=[stop])
+    assert "".join(p["text"] for p in pieces) == stopped["completion"]
+    assert end["finish_reason"] == "stop"
+
+    def sampled(**options):
+        options = {"max_new_tokens": 8, "temperature": 1.5, **options}
+        batch = predictor.predict([prompt], **options)[0]["completion"]
+        streamed = "".join(p.get("text", "") for p in predictor.stream(prompt, **options))
+        return batch, streamed
+
+    assert sampled(seed=3) == sampled(seed=3)  # a seed repeats the sample, both ways
+    assert sampled(seed=3) != sampled(seed=4)
+    # top_p so small only the most likely token is left: sampling becomes greedy.
+    greedy = predictor.predict([prompt], max_new_tokens=8)[0]["completion"]
+    assert sampled(seed=5, top_p=1e-6) == (greedy, greedy)

@@ -19,7 +19,7 @@ from conftest import ROOT
 from registry import BlobCache, NotFound, Registry
 from registry.layout import blob_key
 
-KILLS = 40
+KILLS = 32
 PUSH = """
 import sys
 from registry import Registry

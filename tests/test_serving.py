@@ -31,11 +31,24 @@ TOKEN = "s3cret"
 TEXTS = ["The kettle is superb, I would buy it again.", "A dreadful sequel, a waste of money."]
 
 
+# A chat template of the kind instruction-tuned models ship (roles marked, the assistant's turn
+# opened at the end); it refuses a conversation that does not start with the user or system.
+CHAT_TEMPLATE = (
+    "{% if messages[0]['role'] == 'assistant' %}"
+    "{{ raise_exception('a conversation starts with the user or the system') }}{% endif %}"
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
 def register_task_model(registry, root, base, task, labels, name):
     torch.manual_seed(11)
     model = load_task_model(str(base), task, labels)
     model.save_pretrained(root / name)
-    load_tokenizer(str(base)).save_pretrained(root / name)
+    tokenizer = load_tokenizer(str(base))
+    if name == "chat":
+        tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(root / name)
     (root / name / RESULT_FILE).write_text(
         json.dumps(
             {
@@ -60,7 +73,8 @@ def endpoint(tmp_path_factory, tiny_bert, tiny_llama):
         registry, root, tiny_bert, "token-classification", ["O", "B-PER", "I-PER"], "ner"
     )
     register_task_model(registry, root, tiny_llama, "causal-lm", [], "lm")
-    refs = ["clf@prod", "clf:2", "ner:1", "lm:1"]
+    chat = register_task_model(registry, root, tiny_llama, "causal-lm", [], "chat")
+    refs = ["clf@prod", "clf:2", "ner:1", "lm:1", chat.ref]
     with serving(
         refs,
         registry=str(root / "registry"),
@@ -94,6 +108,7 @@ def test_health_and_the_served_models(endpoint):
         "clf:2": "clf:2",
         "ner:1": "ner:1",
         "lm:1": "lm:1",
+        "chat:1": "chat:1",
     }
 
 
@@ -147,6 +162,61 @@ def test_the_openai_client_gets_completions(endpoint):
         model="lm", messages=[{"role": "user", "content": "Day after Monday?"}], max_tokens=3
     )
     assert chat.model == "lm:1" and chat.choices[0].message.role == "assistant"
+
+
+def test_streams_through_the_openai_client_are_the_completions(endpoint):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=endpoint["url"] + "/v1", api_key=TOKEN)
+    prompt = "Colour of lime?\nAnswer:"
+    whole = client.completions.create(model="lm:1", prompt=prompt, max_tokens=10)
+    chunks = list(
+        client.completions.create(model="lm:1", prompt=prompt, max_tokens=10, stream=True)
+    )
+    texts = [c.choices[0].text for c in chunks if c.choices and c.choices[0].text]
+    assert len(texts) >= 2 and "".join(texts) == whole.choices[0].text
+    assert chunks[-1].choices[0].finish_reason == whole.choices[0].finish_reason
+    messages = [{"role": "user", "content": "Day after Monday?"}]
+    chat = client.chat.completions.create(model="chat:1", messages=messages, max_tokens=8)
+    streamed = client.chat.completions.create(
+        model="chat:1",
+        messages=messages,
+        max_tokens=8,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    parts = list(streamed)
+    pieces = [p.choices[0].delta.content or "" for p in parts if p.choices]
+    assert "".join(pieces) == chat.choices[0].message.content
+    assert parts[-1].usage.completion_tokens == chat.usage.completion_tokens
+
+
+def test_a_multi_turn_chat_reaches_the_model_through_its_template(endpoint):
+    messages = [
+        {"role": "system", "content": "You answer in one word."},
+        {"role": "user", "content": "Colour of lime?"},
+        {"role": "assistant", "content": "Green."},
+        {"role": "user", "content": "And of a lemon?"},
+    ]
+    code, answer = post(
+        endpoint["url"], "/v1/chat/completions", {"model": "chat:1", "messages": messages}
+    )
+    assert code == 200
+    rendered = (
+        "<|system|>You answer in one word.\n<|user|>Colour of lime?\n<|assistant|>Green.\n"
+        "<|user|>And of a lemon?\n<|assistant|>"
+    )
+    tokenizer = load_tokenizer(str(endpoint["root"] / "chat"))
+    assert tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == (
+        rendered
+    )
+    assert answer["usage"]["prompt_tokens"] == len(tokenizer(rendered)["input_ids"])
+    # Without a template (a prompt/completion model), the contents in order, as it trained.
+    code, plain = post(
+        endpoint["url"], "/v1/chat/completions", {"model": "lm:1", "messages": messages}
+    )
+    joined = "\n".join(m["content"] for m in messages)
+    assert plain["usage"]["prompt_tokens"] == len(tokenizer(joined)["input_ids"])
 
 
 def test_an_alias_move_under_traffic_fails_no_request(endpoint):
@@ -225,11 +295,27 @@ def test_an_alias_move_under_traffic_fails_no_request(endpoint):
         ),
         (
             "/v1/completions",
-            {"model": "lm:1", "prompt": "x", "stream": True},
+            {"model": "lm:1", "prompt": ["x", "y"], "stream": True},
+            None,
+            TOKEN,
+            400,
+            "one prompt per streamed request",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": "chat:1", "messages": [{"role": "assistant", "content": "hi"}]},
+            None,
+            TOKEN,
+            400,
+            "chat template cannot render them: a conversation starts with the user",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": "chat:1", "messages": [{"role": "robot", "content": "hi"}]},
             None,
             TOKEN,
             422,
-            "stream",
+            "messages.0.role",
         ),
         ("/v1/chat/completions", {"model": "lm:1", "messages": []}, None, TOKEN, 422, "messages"),
     ],

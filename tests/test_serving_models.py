@@ -34,3 +34,37 @@ def test_an_eviction_on_another_thread_waits_for_the_loop(tmp_path, tiny_bert):
     assert kept.predictor.predict(["fine"])  # the other version still answers
     again = models._load_version_now(refs[0])  # evicted, then asked for again: it rejoins
     assert again.predictor.predict(["fine", "awful"]) == before
+
+
+def test_a_stream_whose_consumer_leaves_stops_generating(tmp_path, tiny_llama):
+    import asyncio
+
+    from test_serving import register_task_model
+
+    registry = Registry(LocalStore(tmp_path / "registry"), BlobCache(tmp_path / "cache"))
+    ref = register_task_model(registry, tmp_path, tiny_llama, "causal-lm", [], "lm").ref
+    models = Models(registry)
+    version = models._load_version_now(ref)
+    steps: list[int] = []
+    stream = version.predictor.stream
+
+    def counted(text, **options):  # the predictor's stream, counting the tokens it computes
+        for piece in stream(text, **options):
+            steps.append(1)
+            yield piece
+
+    version.predictor.stream = counted  # type: ignore[method-assign]
+
+    async def leave_after_two() -> list:
+        async def loaded(_ref):
+            return version
+
+        models.version = loaded  # the multiplexed loader needs a Serve replica
+        pieces = models.stream(ref, "Once upon a time", {"max_new_tokens": 200})
+        got = [await anext(pieces), await anext(pieces)]
+        await pieces.aclose()  # what Serve does to the response when its client disconnects
+        return got
+
+    got = asyncio.run(leave_after_two())
+    assert len(got) == 2 and len(steps) == 2  # nothing was computed after the client left
+    assert models.streams == {"stopped": 1} and models.bases.streaming[ref] == 0

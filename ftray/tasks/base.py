@@ -10,7 +10,7 @@ model answers (`predict`) and what the data checks compare (`text`, `target`). T
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -120,6 +120,12 @@ class Task(ABC):
         self, predictor: Predictor, inputs: list[str], options: dict[str, Any]
     ) -> list[dict[str, Any]]:
         """What a served model answers for each input."""
+
+    def stream(
+        self, predictor: Predictor, text: str, options: dict[str, Any]
+    ) -> Iterator[dict[str, Any]]:
+        """A generating task's answer to one input, piece by piece (`generates` tasks)."""
+        raise NotImplementedError(f"{self.name} does not generate text")
 
     # ---- data checks
 

@@ -6,6 +6,7 @@ predicts token t + 1, so logits and labels are shifted by one before the loss an
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -15,14 +16,13 @@ from ftray import metrics
 from ftray.encoding import IGNORE
 from ftray.evaluation import Evaluator
 from ftray.fields import text_value
+from ftray.generation import Sampling, complete, stream
 from ftray.losses import argmax_hits, cross_entropy, next_token
 from ftray.tasks.base import Task
 
 if TYPE_CHECKING:
     from ftray.inference import Predictor
     from ftray.spec import DataSpec
-
-MAX_NEW_TOKENS = 32
 
 
 class LanguageModelEvaluator(Evaluator):
@@ -105,59 +105,15 @@ class CausalLM(Task):
     def predict(
         self, predictor: Predictor, inputs: list[str], options: dict[str, Any]
     ) -> list[dict[str, Any]]:
-        max_new_tokens = options.get("max_new_tokens", MAX_NEW_TOKENS)
-        temperature = options.get("temperature", 0.0)
-        return complete(predictor, inputs, max_new_tokens, temperature)
+        return complete(predictor, inputs, Sampling.of(options))
+
+    def stream(
+        self, predictor: Predictor, text: str, options: dict[str, Any]
+    ) -> Iterator[dict[str, Any]]:
+        return stream(predictor, text, Sampling.of(options))
 
     def text(self, example: dict[str, Any], joiner: str = " ") -> str:
         return example["prompt"] + joiner + example["completion"]
-
-
-def complete(
-    predictor: Predictor, prompts: list[str], max_new_tokens: int, temperature: float
-) -> list[dict[str, Any]]:
-    """Completions of all `prompts` from one `generate` call (greedy at temperature 0), and
-    their token counts as OpenAI reports them. Prompts are padded on the left, so that every
-    row's next token follows its own last one; a row that ends (EOS) is cut there."""
-    import torch
-
-    tokenizer = predictor.tokenizer
-    # Prompt and completion share the model's positions: a long prompt keeps its end (what the
-    # completion continues), and the completion gets at least one token.
-    budget = max(1, predictor.max_length - max_new_tokens)
-    rows = [tokenizer(prompt)["input_ids"][-budget:] for prompt in prompts]
-    longest = max(map(len, rows))
-    pad = tokenizer.pad_token_id
-    input_ids = torch.tensor([[pad] * (longest - len(r)) + r for r in rows])
-    mask = torch.tensor([[0] * (longest - len(r)) + [1] * len(r) for r in rows])
-    sampling = (
-        {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
-    )
-    output = predictor.model.generate(
-        input_ids=input_ids.to(predictor.device),
-        attention_mask=mask.to(predictor.device),
-        max_new_tokens=min(max_new_tokens, predictor.max_length - longest),
-        **sampling,
-        pad_token_id=pad,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    return [
-        completion_of(tokenizer, row[longest:].tolist(), len(prompt_ids))
-        for row, prompt_ids in zip(output, rows, strict=True)
-    ]
-
-
-def completion_of(tokenizer: Any, new_tokens: list[int], prompt_tokens: int) -> dict[str, Any]:
-    eos = tokenizer.eos_token_id
-    finished = eos in new_tokens
-    if finished:  # later positions of a finished row are padding
-        new_tokens = new_tokens[: new_tokens.index(eos) + 1]
-    return {
-        "completion": tokenizer.decode(new_tokens, skip_special_tokens=True),
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": len(new_tokens),
-        "finish_reason": "stop" if finished else "length",
-    }
 
 
 TASK = CausalLM()
