@@ -240,6 +240,32 @@ def pull(ctx: click.Context, ref: str, directory: str, as_json: bool) -> None:
 
 
 @registry_group.command()
+@click.argument("ref")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option(
+    "--merge",
+    is_flag=True,
+    help="Fold an adapter or partial version into its base: a plain transformers model.",
+)
+@JSON_OPTION
+@click.pass_context
+def export(ctx: click.Context, ref: str, directory: str, merge: bool, as_json: bool) -> None:
+    """Write REF into DIRECTORY for tools without ftray: as stored (an adapter is a PEFT
+    directory), or merged into its base; the model card becomes README.md."""
+    from ftray.export import export_version
+
+    done = export_version(open_registry(ctx), ref, directory, merge=merge)
+    emit(
+        asdict(done),
+        as_json,
+        lambda r: stdout.print(
+            f"exported [bold]{r['ref']}[/] {'merged ' if merge else ''}into {directory} "
+            f"({len(r['files'])} files)"
+        ),
+    )
+
+
+@registry_group.command()
 @click.argument("name")
 @click.argument("alias")
 @click.argument("version", type=int)
