@@ -7,6 +7,7 @@ registry before anything starts.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Iterator
@@ -39,6 +40,9 @@ def serving(
     from ray import serve  # Ray Serve takes seconds to import: only once something is served
 
     from serving.app import build_app  # imports Ray Serve and FastAPI too
+
+    if not verbose:  # importing ray.serve sets its logger to INFO ("Started Serve in ...")
+        logging.getLogger("ray.serve").setLevel(logging.ERROR)
 
     with ray_runtime(address, verbose):
         serve.start(http_options={"host": host, "port": port})
