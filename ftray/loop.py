@@ -107,6 +107,11 @@ class Recipe:
             spec.model.name, self.task, self.splits.labels, self.tokenizer.pad_token_id
         )
         self.model = strategy.apply(model, spec.strategy, self.task)
+        if spec.train.gradient_checkpointing:
+            # Non-reentrant: it needs no input that requires grad, which a frozen base lacks.
+            model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
         self.logit_offset = strategy.logit_offset(spec.strategy, self.task)
         self.trainable, self.total = count_parameters(self.model)
 
@@ -122,7 +127,9 @@ class Recipe:
         )
         config = deepspeed_config(spec, self.world, bf16)
         optimizer = scheduler = None
-        groups = param_groups(self.model, train, spec.learning_rate)
+        strategy = get_strategy(spec.strategy.kind)
+        scale = partial(strategy.learning_rate_scale, spec.strategy)
+        groups = param_groups(self.model, train, spec.learning_rate, scale)
         if "optimizer" not in config:  # a user DeepSpeed JSON may bring its own optimizer
             optimizer = make_adamw(groups, spec.learning_rate)
         if "scheduler" not in config and optimizer is not None:

@@ -4,6 +4,7 @@ the L1 penalty as gradient hooks."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -29,28 +30,30 @@ def decayed_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
 HEAD = re.compile(r"(^|\.)(classifier|score)\.")  # the task heads transformers builds
 
 
-def param_groups(model: torch.nn.Module, train: TrainSpec, lr: float) -> list[dict[str, Any]]:
+def param_groups(
+    model: torch.nn.Module,
+    train: TrainSpec,
+    lr: float,
+    scale: Callable[[str], float] = lambda name: 1.0,
+) -> list[dict[str, Any]]:
     """AdamW groups: decayed weight matrices and undecayed biases/norms, each split into the new
     task head (at `train.head_learning_rate` when set: a randomly initialised head learns slowly
-    at a rate chosen not to disturb pretrained weights) and the rest."""
+    at a rate chosen not to disturb pretrained weights) and the rest, and by the strategy's
+    `scale` of a parameter's rate (LoRA+ gives B matrices their own)."""
     head_lr = train.head_learning_rate or lr
-    groups: list[dict[str, Any]] = []
-    for decayed in (True, False):
-        for in_head in (False, True):
-            params = [
-                p
-                for name, p in model.named_parameters()
-                if p.requires_grad and decays(p) == decayed and bool(HEAD.search(name)) == in_head
-            ]
-            if params:
-                groups.append(
-                    {
-                        "params": params,
-                        "weight_decay": train.weight_decay if decayed else 0.0,
-                        "lr": head_lr if in_head else lr,
-                    }
-                )
-    return groups
+    grouped: dict[tuple[bool, bool, float], list[torch.nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            key = (not decays(param), bool(HEAD.search(name)), scale(name))
+            grouped.setdefault(key, []).append(param)
+    return [
+        {
+            "params": params,
+            "weight_decay": 0.0 if undecayed else train.weight_decay,
+            "lr": (head_lr if in_head else lr) * factor,
+        }
+        for (undecayed, in_head, factor), params in sorted(grouped.items(), key=lambda kv: kv[0])
+    ]
 
 
 def make_adamw(groups: list[dict], lr: float) -> torch.optim.Optimizer:

@@ -195,3 +195,12 @@ def test_the_task_head_gets_its_own_learning_rate(tiny_bert):
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
     same = param_groups(model, TrainSpec(), 5e-5)
     assert {g["lr"] for g in same} == {5e-5}
+
+
+def test_gradient_checkpointing_changes_memory_not_the_math(tmp_path, tiny_llama):
+    raw = clm_raw(tiny_llama, strategy={"kind": "adapter"}, train={"epochs": 1, "max_steps": 6})
+    plain = run_local(make_spec(raw), tmp_path / "plain")
+    raw["train"]["gradient_checkpointing"] = True
+    checkpointed = run_local(make_spec(raw), tmp_path / "checkpointed")
+    for key in ("train_loss", "val_loss", "perplexity"):
+        assert checkpointed[-1][key] == pytest.approx(plain[-1][key], rel=1e-5)

@@ -130,3 +130,68 @@ def test_trainable_counts_order_full_partial_adapter_prompt(tiny_bert):
         sizes.append(sum(p.numel() for p in model.parameters() if p.requires_grad))
     assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == 4
     assert counts[0] > counts[-1]
+
+
+@pytest.mark.parametrize(
+    ("knobs", "peft_switch"),
+    [
+        ({"use_dora": True}, ("use_dora", True)),
+        ({"use_rslora": True}, ("use_rslora", True)),
+        ({"init": "gaussian"}, ("init_lora_weights", "gaussian")),
+        ({"init": "pissa"}, ("init_lora_weights", "pissa")),
+    ],
+)
+def test_lora_variants_train_a_step_and_load_back_as_trained(
+    tmp_path, tiny_bert, knobs, peft_switch
+):
+    from ftray.model_files import ModelFiles, strategy_record
+    from ftray.optim import param_groups
+    from ftray.spec import TrainSpec
+
+    labels = ["negative", "positive"]
+    strategy = get_strategy("adapter")
+    config = strategy.config_type(**knobs)
+    torch.manual_seed(0)
+    base = load_task_model(str(tiny_bert), "sequence-classification", labels)
+    model = strategy.apply(base, config, "sequence-classification")
+    assert getattr(model.peft_config["default"], peft_switch[0]) == peft_switch[1]
+    tokenizer = load_tokenizer(str(tiny_bert))
+    batch = tokenizer(["a superb kettle", "a dreadful film"], padding=True, return_tensors="pt")
+    lora = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+    optimizer = torch.optim.AdamW(param_groups(model, TrainSpec(), 1e-2))
+    model(**batch, labels=torch.tensor([1, 0])).loss.backward()
+    optimizer.step()
+    changed = [n for n, p in model.named_parameters() if n in lora and not torch.equal(p, lora[n])]
+    assert changed, "one step moved no adapter weight"
+    model.save_pretrained(tmp_path / "out")
+    tokenizer.save_pretrained(tmp_path / "out")
+    record = strategy_record(config)["config"]
+    files = ModelFiles(
+        tmp_path / "out", "adapter", "sequence-classification", labels, tiny_bert, record
+    )
+    loaded = strategy.load(files)
+    with torch.no_grad():
+        expected = model.eval()(**batch).logits
+        assert torch.allclose(loaded(**batch).logits, expected, atol=1e-5)
+
+
+def test_lora_plus_gives_the_b_matrices_their_own_learning_rate(tiny_bert):
+    from ftray.optim import param_groups
+    from ftray.spec import TrainSpec
+
+    strategy = get_strategy("adapter")
+    config = strategy.config_type(loraplus_lr_ratio=16)
+    model = strategy.apply(
+        load_task_model(str(tiny_bert), "sequence-classification", ["a", "b"]),
+        config,
+        "sequence-classification",
+    )
+    groups = param_groups(
+        model, TrainSpec(), 1e-3, lambda n: strategy.learning_rate_scale(config, n)
+    )
+    rate = {id(p): group["lr"] for group in groups for p in group["params"]}
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            assert rate[id(param)] == pytest.approx(16e-3)
+        elif "lora_A" in name:
+            assert rate[id(param)] == pytest.approx(1e-3)

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from torch import nn
     from transformers import PreTrainedModel
 
+    from ftray.model_files import ModelFiles
+
 
 class AdapterConfig(StrategyConfig):
     kind: Literal["adapter"] = "adapter"
@@ -24,6 +26,14 @@ class AdapterConfig(StrategyConfig):
     dropout: float = Field(0.05, ge=0, lt=1)  # LoRA dropout
     # Module names to adapt; by default PEFT's choice for the architecture. "all-linear" is allowed.
     target_modules: list[str] | Literal["all-linear"] | None = None
+    # LoRA variants, each PEFT's own switch: DoRA (weight-decomposed), rank-stabilised scaling
+    # (alpha / sqrt(r)), and the adapter's initialisation: PiSSA and OLoRA start from the
+    # weights' principal directions / an orthonormal basis instead of B = 0.
+    use_dora: bool = False
+    use_rslora: bool = False
+    init: Literal["default", "gaussian", "pissa", "olora"] = "default"
+    # LoRA+: the B matrices learn this many times faster than A (an optimizer group of their own).
+    loraplus_lr_ratio: float | None = Field(None, gt=0)
 
 
 class Adapter(PeftStrategy):
@@ -46,6 +56,9 @@ class Adapter(PeftStrategy):
                 lora_alpha=config.alpha,  # type: ignore[arg-type]  # annotated int; used as a float
                 lora_dropout=config.dropout,
                 target_modules=config.target_modules,
+                use_dora=config.use_dora,
+                use_rslora=config.use_rslora,
+                init_lora_weights=True if config.init == "default" else config.init,
             )
         else:
             peft_config = IA3Config(task_type=task_type, target_modules=config.target_modules)
@@ -59,11 +72,32 @@ class Adapter(PeftStrategy):
                 ) from None
             raise FtrayError(f"strategy: {exc}") from None
 
+    def sharing_family(self, files: ModelFiles) -> str | None:
+        config = files.config
+        # PiSSA and OLoRA rewrite the base's weights (to the residual of their initialisation)
+        # when the adapter is created or loaded: such a version needs a base of its own.
+        if isinstance(config, AdapterConfig) and config.init in ("pissa", "olora"):
+            return None
+        return self.family
+
+    def learning_rate_scale(self, config: StrategyConfig, parameter: str) -> float:
+        assert isinstance(config, AdapterConfig)
+        if config.loraplus_lr_ratio and ".lora_B." in f".{parameter}.":
+            return config.loraplus_lr_ratio
+        return 1.0
+
     def config_from_files(self, directory: Path) -> AdapterConfig:
         saved = adapter_config(directory)
         if saved.get("peft_type") == "IA3":
             return AdapterConfig(method="ia3")
-        return AdapterConfig(r=saved.get("r", 8), alpha=saved.get("lora_alpha", 16))
+        init = saved.get("init_lora_weights")
+        return AdapterConfig(
+            r=saved.get("r", 8),
+            alpha=saved.get("lora_alpha", 16),
+            use_dora=bool(saved.get("use_dora")),
+            use_rslora=bool(saved.get("use_rslora")),
+            init=init if init in ("gaussian", "pissa", "olora") else "default",
+        )
 
 
 STRATEGY = Adapter()

@@ -46,6 +46,10 @@ class Strategy(ABC):
         """Positions the strategy prepends to the sequence; token-level logits drop them."""
         return 0
 
+    def learning_rate_scale(self, config: StrategyConfig, parameter: str) -> float:
+        """How much faster than the learning rate a trainable parameter learns (LoRA+: B)."""
+        return 1.0
+
     def extra_positions(self, config: StrategyConfig, task: str) -> int:
         """Positions the strategy adds to every input (virtual tokens), whatever the task: the
         text may use the model's positions less these."""
