@@ -19,7 +19,7 @@ from conftest import ROOT
 from registry import BlobCache, NotFound, Registry
 from registry.layout import blob_key
 
-KILLS = 32
+KILLS = 30  # pushes killed mid-way, per store
 PUSH = """
 import sys
 from registry import Registry
@@ -51,26 +51,31 @@ def visible_versions_are_whole(registry: Registry) -> int:
     return len(versions)
 
 
+def timed_push(uri: str, root: Path, seed: int, mib: int, env: dict) -> float:
+    started = time.monotonic()
+    command = [sys.executable, "-c", PUSH, uri, str(model_files(root, seed, mib))]
+    subprocess.run(command, env=env, check=True)
+    return time.monotonic() - started
+
+
 def crash_pushes(uri: str, root: Path, mib: int) -> dict[str, float]:
     rng = random.Random(7)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     registry = Registry.open(uri, cache=BlobCache(root / "cache"))
-    started = time.monotonic()  # one push left alone: how long a whole one takes here
-    subprocess.run(
-        [sys.executable, "-c", PUSH, uri, str(model_files(root, -1, mib))], env=env, check=True
-    )
-    whole = time.monotonic() - started
-    killed = finished = 0
-    for seed in range(KILLS):
+    whole = min(timed_push(uri, root, seed, mib, env) for seed in (-1, -2))  # warm, left alone
+    killed = finished = seed = 0
+    while killed < KILLS:  # until KILLS pushes died mid-way; some finish before their signal
+        assert seed < 3 * KILLS, f"only {killed} of {seed} pushes were caught mid-way"
         source = model_files(root, seed, mib)
         push = subprocess.Popen([sys.executable, "-c", PUSH, uri, str(source)], env=env)
-        time.sleep(rng.uniform(0, 0.8 * whole))  # start-up, hashing, uploads, manifest, aliases
+        time.sleep(rng.uniform(0, whole))  # start-up, hashing, uploads, manifest, aliases
         if push.poll() is None:
             push.send_signal(signal.SIGKILL)
             killed += 1
         else:
             finished += 1
         push.wait()
+        seed += 1
         visible_versions_are_whole(registry)
     assert registry.verify()["problems"] == []
     versions = visible_versions_are_whole(registry)
@@ -96,10 +101,10 @@ def test_killed_pushes_on_the_local_store(tmp_path):
     # land inside its writes.
     outcome = crash_pushes(str(tmp_path / "registry"), tmp_path, mib=16)
     print(f"local store: {outcome}")
-    assert outcome["killed"] >= 20 and outcome["reclaimed"] > 0, outcome  # caught mid-way
+    assert outcome["reclaimed"] > 0, outcome  # some kills landed after uploads began
 
 
 def test_killed_pushes_on_an_s3_server(tmp_path, s3_endpoint):
     outcome = crash_pushes(f"s3://ftray-test/crash-{uuid.uuid4().hex[:8]}", tmp_path, mib=1)
     print(f"S3 server: {outcome}")
-    assert outcome["killed"] >= 20 and outcome["reclaimed"] > 0, outcome
+    assert outcome["reclaimed"] > 0, outcome
