@@ -59,6 +59,9 @@ def timed_push(uri: str, root: Path, seed: int, mib: int, env: dict) -> float:
 
 
 def crash_pushes(uri: str, root: Path, mib: int) -> dict[str, float]:
+    """Kill pushes until KILLS died mid-way, asserting after each that every visible version is
+    whole, then that `verify` is clean and gc leaves exactly the referenced blobs. How many
+    orphans there are to reclaim depends on where the kills land (none is possible)."""
     rng = random.Random(7)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     registry = Registry.open(uri, cache=BlobCache(root / "cache"))
@@ -101,10 +104,8 @@ def test_killed_pushes_on_the_local_store(tmp_path):
     # land inside its writes.
     outcome = crash_pushes(str(tmp_path / "registry"), tmp_path, mib=16)
     print(f"local store: {outcome}")
-    assert outcome["reclaimed"] > 0, outcome  # some kills landed after uploads began
 
 
 def test_killed_pushes_on_an_s3_server(tmp_path, s3_endpoint):
     outcome = crash_pushes(f"s3://ftray-test/crash-{uuid.uuid4().hex[:8]}", tmp_path, mib=1)
     print(f"S3 server: {outcome}")
-    assert outcome["reclaimed"] > 0, outcome
