@@ -12,3 +12,9 @@ class FtrayError(Exception):
 
 # What the CLI and the endpoint report as one line rather than as a bug.
 USER_ERRORS = (FtrayError, RegistryError)
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (its type's name when it has none)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -19,9 +19,7 @@ from typing import Any
 from ftray.errors import FtrayError
 from ftray.inference import load_model, version_files
 from ftray.models import load_tokenizer
-from ftray.results import MODEL_CARD
-
-README = "README.md"
+from ftray.results import MODEL_CARD, card_as_readme
 
 
 @dataclass
@@ -46,9 +44,7 @@ def export_version(registry: Any, ref: str, directory: str | Path, merge: bool =
         else:
             shutil.rmtree(staging)
             registry.pull(manifest.ref, staging)
-        card = staging / MODEL_CARD
-        if card.exists():
-            shutil.copyfile(card, staging / README)  # where model hubs and people look
+        card_as_readme(staging)
         if target.exists():
             target.rmdir()
         staging.rename(target)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ftray.models import portable_model_name
 from ftray.results import MODEL_CARD, ModelResult
+from ftray.strategies._peft import ADAPTER_CONFIG
 from ftray.tasks import get_task
 from registry.cache import sha256_file
 
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
     from ftray.datacheck import Finding
 
 PEFT_TEMPLATE = "README.md"  # PEFT's save_pretrained writes an empty card template here
-ADAPTER_CONFIG = "adapter_config.json"
 PIPELINE_TAGS = {
     "sequence-classification": "text-classification",
     "token-classification": "token-classification",

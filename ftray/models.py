@@ -23,7 +23,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from ftray.errors import FtrayError
+from ftray.errors import FtrayError, first_line
 from ftray.storage import is_directory
 from ftray.tasks import get_task
 
@@ -86,7 +86,7 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise FtrayError(
-            f"model.name: cannot load a tokenizer from {name!r}: {_first_line(exc)}"
+            f"model.name: cannot load a tokenizer from {name!r}: {first_line(exc)}"
         ) from None
     if tokenizer.pad_token is None:  # decoder-only tokenizers often have none; EOS pads then
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
@@ -118,11 +118,7 @@ def load_task_model(
                 model = model_class.from_pretrained(path, config=config, use_safetensors=True)
     except (OSError, ValueError) as exc:
         raise FtrayError(
-            f"model.name: cannot load {name!r} for {task}: {_first_line(exc)}"
+            f"model.name: cannot load {name!r} for {task}: {first_line(exc)}"
         ) from None
     plugin.adapt_model(model, path, config)
     return model
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field
 RESULT_FILE = "ftray_result.json"
 TUNE_RESULT = "tune_result.json"
 MODEL_CARD = "MODEL_CARD.md"  # beside a model, and a blob of its registered version
+README = "README.md"
+
+
+def card_as_readme(directory: Path) -> None:
+    """A model's card also as README.md, where model hubs and people look (a README the
+    model carries itself is kept)."""
+    card, readme = directory / MODEL_CARD, directory / README
+    if card.exists() and not readme.exists():
+        shutil.copyfile(card, readme)
 
 
 class Timings(BaseModel):

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from ftray.errors import FtrayError
+from ftray.errors import FtrayError, first_line
 from ftray.spec import JobSpec, MlflowSpec, TensorBoardSpec, WandbSpec
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ def start(
         except Exception as exc:
             for opened in backends.values():
                 opened.finish(failed=True)
-            raise FtrayError(f"tracking.{name}: cannot start a run: {_first_line(exc)}") from None
+            raise FtrayError(f"tracking.{name}: cannot start a run: {first_line(exc)}") from None
     tracking = Tracking(backends, run)
     if tracking:
         tracking.log_params({**flat_spec(spec), **(params or {})})
@@ -203,11 +203,6 @@ def _metric_name(key: str) -> str:
 def _param_text(value: Any) -> str:
     text = value if isinstance(value, str) else str(value)
     return text[:6000]  # MLflow's limit for a param value
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 class MlflowRun:

@@ -18,7 +18,7 @@ from rich.console import Console
 from ftray import plugins, storage, tracking
 from ftray.artefacts import register_output
 from ftray.checkpointing import EXPORT_SCORE, MODEL_DIR
-from ftray.datacheck import Finding, check_data
+from ftray.datacheck import DataReport, Finding, check_data
 from ftray.errors import USER_ERRORS, FtrayError
 from ftray.evaluate import output_files, score_examples
 from ftray.model_card import write_model_card
@@ -86,12 +86,11 @@ def build_trainer(
     )
 
 
-def show_data_warnings(findings: list[Finding], console: Console) -> None:
+def show_data_warnings(report: DataReport, console: Console) -> None:
     """`ftray data check`'s warnings, before the run: a score they undermine is not news later."""
 
-    for finding in findings:
-        if finding.level != "ok":
-            console.print(f"[yellow]data {finding.level}[/] {finding.check}: {finding.message}")
+    for finding in report.warnings:
+        console.print(f"[yellow]data {finding.level}[/] {finding.check}: {finding.message}")
 
 
 def resolve_use_gpu(spec: JobSpec) -> bool:
@@ -113,13 +112,13 @@ def train(
     console = Console(stderr=True)
     plan = plan_job(spec)
     run = resumable_run(spec) if resume else new_run_name(spec)
-    findings = check_data(spec, plan.splits).findings  # for the console now, the card later
+    data_report = check_data(spec, plan.splits)  # for the console now, the card later
     if progress:
         verb = "resuming" if resume else "training"
         console.print(
             f"[bold]ftray[/] {verb} [cyan]{run}[/] ({spec.strategy.kind}): {plan.summary()}"
         )
-        show_data_warnings(findings, console)
+        show_data_warnings(data_report, console)
     with tracking.tracked(spec, run, kind="train") as tracker:
         with ray_runtime(address, verbose):
             use_gpu = resolve_use_gpu(spec)
@@ -139,7 +138,7 @@ def train(
         summary.output_dir = str(destination)
         summary.timings.plan_s = launched - started
         summary.tracking = tracker.links() or None
-        finish(spec, plan, summary, tracker, findings)
+        finish(spec, plan, summary, tracker, data_report.findings)
         summary.timings.total_s = time.time() - started
         write_result(spec, summary)
     return summary

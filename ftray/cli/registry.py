@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ftray.cli.base import JSON_OPTION, cli, emit, print_table, stdout
 from ftray.errors import FtrayError
-from ftray.results import MODEL_CARD
+from ftray.results import MODEL_CARD, card_as_readme
 
 
 def open_registry(ctx: click.Context) -> Any:
@@ -221,9 +221,7 @@ def pull(ctx: click.Context, ref: str, directory: str, as_json: bool) -> None:
     card is also written as README.md."""
     registry = open_registry(ctx)
     manifest = registry.pull(ref, directory)
-    card = Path(directory) / MODEL_CARD
-    if card.exists() and not (Path(directory) / "README.md").exists():
-        (Path(directory) / "README.md").write_bytes(card.read_bytes())  # where hubs look
+    card_as_readme(Path(directory))
     result = {
         **summary(manifest),
         "directory": directory,
