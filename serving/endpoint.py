@@ -36,6 +36,7 @@ from pydantic import BaseModel, ValidationError
 from ray import serve
 
 from ftray import plugins
+from ftray.errors import first_line
 from ftray.tasks import get_task
 from registry import Registry
 from serving.models import Models
@@ -324,8 +325,7 @@ class Endpoint:
                 messages, tokenize=False, add_generation_prompt=True
             )
         except Exception as exc:  # a template that raises, or one that rejects these messages
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            message = f"messages: {version}'s chat template cannot render them: {reason}"
+            message = f"messages: {version}'s chat template cannot render them: {first_line(exc)}"
             raise ApiError(400, message) from None
 
     async def sse(
