@@ -19,6 +19,8 @@ def deepspeed_config(spec: JobSpec, world_size: int, bf16: bool) -> dict[str, An
         "train_batch_size": train.batch_size * train.gradient_accumulation_steps * world_size,
         "zero_optimization": {"stage": spec.deepspeed.zero_stage},
         "bf16": {"enabled": bf16},
+        # Dynamic loss scaling keeps fp16's small gradients from underflowing.
+        "fp16": {"enabled": spec.deepspeed.fp16, "loss_scale": 0, "initial_scale_power": 16},
         # ftray passes its own AdamW; DeepSpeed runs it under every ZeRO stage.
         "zero_allow_untested_optimizer": True,
         "steps_per_print": 2**31 - 1,

@@ -34,11 +34,14 @@ class Collator:
         return batch
 
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
 
 
 def model_logits(model: Any, batch: Any, logit_offset: int = 0) -> torch.Tensor:
     """The model's logits for a batch, aligned with its labels: the positions a prompt strategy
     prepended are dropped. Training, `ftray eval` and serving all call the model through this."""
-    logits = model(**{k: v for k, v in batch.items() if k in MODEL_INPUTS}).logits
+    inputs = {k: v for k, v in batch.items() if k in MODEL_INPUTS}
+    if "position_ids" in inputs:  # packed rows (ftray.packing): a cache would hide the restarts
+        inputs["use_cache"] = False
+    logits = model(**inputs).logits
     return logits[:, logit_offset:] if logit_offset else logits

@@ -27,6 +27,8 @@ class Sampling:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    # False for a prompt a chat template rendered: it already holds the special tokens it wants.
+    special_tokens: bool = True
 
     @classmethod
     def of(cls, options: dict[str, Any]) -> Sampling:
@@ -37,6 +39,7 @@ class Sampling:
             top_p=options.get("top_p", 1.0),
             seed=options.get("seed"),
             stop=(stop,) if isinstance(stop, str) else tuple(stop),
+            special_tokens=options.get("special_tokens", True),
         )
 
     def generate_options(self) -> dict[str, Any]:
@@ -53,7 +56,8 @@ def prompt_ids(predictor: Predictor, prompt: str, sampling: Sampling) -> list[in
     """The prompt's tokens; prompt and completion share the model's positions, so a long
     prompt keeps its end (what the completion continues) and the completion at least one."""
     budget = max(1, predictor.max_length - sampling.max_new_tokens)
-    return predictor.tokenizer(prompt)["input_ids"][-budget:]
+    ids = predictor.tokenizer(prompt, add_special_tokens=sampling.special_tokens)["input_ids"]
+    return ids[-budget:]
 
 
 def complete(predictor: Predictor, prompts: list[str], sampling: Sampling) -> list[dict[str, Any]]:

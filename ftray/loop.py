@@ -26,6 +26,7 @@ from ftray.data import load_splits
 from ftray.deepspeed_config import deepspeed_config
 from ftray.early_stopping import EarlyStopping
 from ftray.encoding import Collator, model_logits
+from ftray.errors import FtrayError
 from ftray.models import load_task_model, load_tokenizer, quiet_transformers
 from ftray.optim import (
     add_l1_penalty,
@@ -34,6 +35,7 @@ from ftray.optim import (
     make_adamw,
     param_groups,
 )
+from ftray.packing import check_packing, pack
 from ftray.sampler import ShardSampler
 from ftray.schedule import lr_schedule, schedule_for
 from ftray.session import Session
@@ -68,15 +70,16 @@ class Recipe:
     def run(self) -> None:
         self.setup_data()
         self.setup_model()
+        self.setup_loader()
         self.setup_engine()
         self.resume()
         self.train()
 
     def setup_data(self) -> None:
         """Every worker encodes the (small) dataset and trains on its own shard of it."""
-        spec, train = self.spec, self.spec.train
+        spec = self.spec
         self.splits = load_splits(spec)
-        self.tokenizer = load_tokenizer(spec.model.name)
+        self.tokenizer = load_tokenizer(spec.model.name, spec.data.chat.template)
         encode_split = partial(
             encode,
             task=self.task,
@@ -85,18 +88,26 @@ class Recipe:
             groups=self.splits.groups,
             max_length=spec.model.max_length,
         )
-        train_set = encode_split(self.splits.train)
+        self.train_set = encode_split(self.splits.train)
         self.validation_set = encode_split(self.splits.validation)
         pad_to = 8 if self.device.type == "cuda" else None
         self.collate = Collator(self.tokenizer.pad_token_id, pad_to_multiple_of=pad_to)
-        self.sampler = ShardSampler(len(train_set), self.rank, self.world, seed=train.seed)
+
+    def setup_loader(self) -> None:
+        """This worker's shard of the training rows: the examples, or packed rows of them."""
+        train = self.spec.train
+        rows = self.train_set
+        if train.packing:
+            check_packing(self.model, len(self.tokenizer))
+            rows = pack(rows, self.spec.model.max_length)
+        self.sampler = ShardSampler(len(rows), self.rank, self.world, seed=train.seed)
         self.loader: DataLoader = DataLoader(
-            train_set,  # type: ignore[arg-type]  # a list of feature dicts is a map-style dataset
+            rows,  # type: ignore[arg-type]  # a list of feature dicts is a map-style dataset
             batch_size=train.batch_size,
             sampler=self.sampler,
             collate_fn=self.collate,
         )
-        self.schedule = schedule_for(train, len(train_set), self.world)
+        self.schedule = schedule_for(train, len(rows), self.world)
 
     def setup_model(self) -> None:
         """Pretrained weights (the same head init on every rank), then the strategy's part."""
@@ -104,7 +115,11 @@ class Recipe:
         torch.manual_seed(spec.train.seed)
         strategy = get_strategy(spec.strategy.kind)
         model = load_task_model(
-            spec.model.name, self.task, self.splits.labels, self.tokenizer.pad_token_id
+            spec.model.name,
+            self.task,
+            self.splits.labels,
+            self.tokenizer.pad_token_id,
+            **strategy.load_options(spec.strategy, self.device),
         )
         self.model = strategy.apply(model, spec.strategy, self.task)
         if spec.train.gradient_checkpointing:
@@ -122,9 +137,15 @@ class Recipe:
         spec, train = self.spec, self.spec.train
         bf16 = spec.deepspeed.bf16 is True or (
             spec.deepspeed.bf16 == "auto"
+            and not spec.deepspeed.fp16
             and self.device.type == "cuda"
             and torch.cuda.is_bf16_supported()
         )
+        if spec.deepspeed.fp16 and self.device.type != "cuda":
+            raise FtrayError(
+                f"deepspeed.fp16: fp16 training needs CUDA GPUs; this worker runs on "
+                f"{self.device.type} (bf16 or fp32 run anywhere)"
+            )
         config = deepspeed_config(spec, self.world, bf16)
         optimizer = scheduler = None
         strategy = get_strategy(spec.strategy.kind)

@@ -13,6 +13,7 @@ import os
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import (
@@ -23,6 +24,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from ftray.chat import template_text
 from ftray.errors import FtrayError, first_line
 from ftray.storage import is_directory
 from ftray.tasks import get_task
@@ -80,7 +82,9 @@ def resolve_model_path(name: str) -> str:
         ) from None
 
 
-def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+def load_tokenizer(name: str, chat_template: str | None = None) -> PreTrainedTokenizerBase:
+    """The model's tokenizer, with a pad token, and `chat_template` (Jinja or a built-in
+    name, `data.chat.template`) in place of its own when given."""
     path = resolve_model_path(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
@@ -90,6 +94,8 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
         ) from None
     if tokenizer.pad_token is None:  # decoder-only tokenizers often have none; EOS pads then
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    if chat_template:
+        tokenizer.chat_template = template_text(chat_template)
     return tokenizer
 
 
@@ -99,9 +105,11 @@ def load_task_model(
     labels: list[str],
     pad_token_id: int | None = None,
     empty: bool = False,
+    **load_options: Any,
 ) -> PreTrainedModel:
     """The pretrained model with the task's head; `empty=True` builds it on the meta device
-    (no weights read, no memory used) to plan a run cheaply on the driver."""
+    (no weights read, no memory used) to plan a run cheaply on the driver. `load_options` go to
+    `from_pretrained` (a strategy's, e.g. a quantized base)."""
     path = resolve_model_path(name)
     plugin = get_task(task)
     try:
@@ -115,7 +123,9 @@ def load_task_model(
             if empty:
                 model = model_class.from_config(config)
             else:
-                model = model_class.from_pretrained(path, config=config, use_safetensors=True)
+                model = model_class.from_pretrained(
+                    path, config=config, use_safetensors=True, **load_options
+                )
     except (OSError, ValueError) as exc:
         raise FtrayError(
             f"model.name: cannot load {name!r} for {task}: {first_line(exc)}"

@@ -16,6 +16,7 @@ from ftray.models import load_task_model, load_tokenizer, quiet_transformers
 from ftray.optim import count_parameters
 from ftray.spec import JobSpec
 from ftray.strategies import get_strategy
+from ftray.tasks import encode
 
 
 @dataclass
@@ -43,7 +44,7 @@ def plan_job(spec: JobSpec) -> Plan:
     quiet_transformers()
     splits = load_splits(spec)
     user_overrides(spec)
-    tokenizer = load_tokenizer(spec.model.name)
+    tokenizer = load_tokenizer(spec.model.name, spec.data.chat.template)
     model = load_task_model(
         spec.model.name, spec.model.task, splits.labels, tokenizer.pad_token_id, empty=True
     )
@@ -55,5 +56,7 @@ def plan_job(spec: JobSpec) -> Plan:
             f"model.max_length: {spec.model.max_length} (+{extra} virtual tokens) exceeds the "
             f"model's {limit} positions"
         )
+    # A few examples through the tokenizer: a chat template that cannot render fails here.
+    encode(splits.train[:8], spec.model.task, tokenizer, splits.labels, [], spec.model.max_length)
     trainable, total = count_parameters(strategy.apply(model, spec.strategy, spec.model.task))
     return Plan(splits=splits, trainable_params=trainable, total_params=total)

@@ -85,6 +85,21 @@ class DataChecksSpec(Section):
     entity_overlap_max_share: float = Field(0.5, ge=0, le=1)  # NER
 
 
+class ChatSpec(Section):
+    """How chat rows read: OpenAI `messages` by default; ShareGPT is
+    {messages_field: conversations, role_key: from, content_key: value,
+    roles: {human: user, gpt: assistant}}."""
+
+    messages_field: str = "messages"
+    role_key: str = "role"
+    content_key: str = "content"
+    roles: dict[str, str] = Field(default_factory=dict)  # the data's role names -> OpenAI's
+    # A Jinja chat template, or a built-in name (zephyr); default: the tokenizer's own. It is
+    # saved with the model, so serving renders chats the way training did.
+    template: str | None = None
+    loss_on: Literal["assistant", "last", "all"] = "assistant"  # assistant turns, the last, all
+
+
 class DataSpec(Section):
     train: str
     validation: str | None = None  # else a seeded, label-stratified split of `train`
@@ -100,6 +115,10 @@ class DataSpec(Section):
     tags_field: str = "tags"
     prompt_field: str = "prompt"
     completion_field: str = "completion"
+    # causal-lm rows: prompt/completion pairs, plain text (loss on all of it) or chat messages;
+    # auto reads each row by the fields it has (messages, then prompt and completion, then text).
+    layout: Literal["auto", "prompt-completion", "text", "chat"] = "auto"
+    chat: ChatSpec = ChatSpec()
     group_field: str | None = None  # per-slice metrics (e.g. a demographic or product group)
     max_slice_gap: float = Field(0.1, ge=0, le=1)  # flag slices this far below the best one
     fraction: float = Field(1.0, gt=0, le=1)  # train on a seeded subset (data-efficiency studies)
@@ -131,6 +150,9 @@ class TrainSpec(Section):
     # Recompute activations in the backward pass instead of keeping them: less memory, ~30% more
     # compute; the same gradients.
     gradient_checkpointing: bool = False
+    # causal-lm: several examples share each max_length row, kept apart (positions restart,
+    # attention stays within an example): no compute spent on padding. batch_size counts rows.
+    packing: bool = False
     seed: int = 42
     early_stopping: EarlyStoppingSpec = EarlyStoppingSpec()
 
@@ -145,6 +167,7 @@ class ScalingSpec(Section):
 class DeepSpeedSpec(Section):
     zero_stage: Literal[0, 1, 2, 3] = 0
     bf16: bool | Literal["auto"] = "auto"  # auto: on when training on GPUs
+    fp16: bool = False  # mixed precision with loss scaling, for GPUs without bf16 (CUDA only)
     config: str | None = None  # a DeepSpeed JSON file whose keys override the generated config
 
 
@@ -307,6 +330,20 @@ class JobSpec(Section):
                 raise ValueError(
                     f"{where}: {metric!r} is not reported for {task} (one of {', '.join(metrics)})"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _options_fit(self) -> JobSpec:
+        if self.train.packing:
+            if not tasks().get_task(self.model.task).packs:
+                raise ValueError(f"train.packing: {self.model.task} examples are not packed")
+            if get_strategy(self.strategy.kind).logit_offset(self.strategy, self.model.task):
+                raise ValueError(
+                    f"train.packing: {self.strategy.kind} prepends virtual tokens to every row, "
+                    "which packed examples cannot share; set packing: false"
+                )
+        if self.deepspeed.fp16 and self.deepspeed.bf16 is True:
+            raise ValueError("deepspeed.fp16: pick fp16 or bf16, not both")
         return self
 
     @property

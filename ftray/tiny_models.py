@@ -89,6 +89,7 @@ def build_tiny_model(
     hidden_size: int = 32,
     layers: int = 2,
     seed: int = 0,
+    initializer_range: float = 0.02,
 ) -> Path:
     """Save a random `architecture` model and its tokenizer as a transformers directory."""
     quiet_transformers()
@@ -103,6 +104,7 @@ def build_tiny_model(
         "intermediate_size": hidden_size * 2,
         "max_position_embeddings": 256,
         "pad_token_id": tokenizer.pad_token_id,
+        "initializer_range": initializer_range,
     }
     if architecture == "bert":
         model: PreTrainedModel = BertModel(BertConfig(**common))

@@ -292,9 +292,9 @@ class Endpoint:
         body = await parse(request, ChatCompletionRequest, self.limits.max_body_bytes)
         check_sizes([m.content for m in body.messages], self.limits, "messages")
         version = await self.causal_version(body.model)
-        prompt = await self.render_chat(version, [m.model_dump() for m in body.messages])
+        prompt, templated = await self.render_chat(version, [m.model_dump() for m in body.messages])
         max_tokens = body.max_completion_tokens or body.max_tokens or 16
-        generation = self.generation(max_tokens, body)
+        generation = {**self.generation(max_tokens, body), "special_tokens": not templated}
         if body.stream:
             usage_too = bool(body.stream_options and body.stream_options.include_usage)
             chunks = self.sse(version, prompt, generation, chat=True, usage_too=usage_too)
@@ -313,17 +313,19 @@ class Endpoint:
             }
         )
 
-    async def render_chat(self, version: str, messages: list[dict[str, str]]) -> str:
-        """The prompt the model sees: its tokenizer's chat template over the messages, roles
-        and all, ending where the assistant's turn begins; a version without a template (a
-        prompt/completion model) gets the contents in order, as it was trained."""
+    async def render_chat(self, version: str, messages: list[dict[str, str]]) -> tuple[str, bool]:
+        """The prompt the model sees, and whether a template rendered it: its tokenizer's chat
+        template over the messages, roles and all, ending where the assistant's turn begins
+        (the special tokens in it are the template's, as in training); a version without a
+        template (a prompt/completion model) gets the contents in order, as it was trained."""
         tokenizer = await self.models.tokenizer_of(version)
         if not getattr(tokenizer, "chat_template", None):
-            return chat_prompt(messages)
+            return chat_prompt(messages), False
         try:
-            return tokenizer.apply_chat_template(
+            prompt = tokenizer.apply_chat_template(
                 messages, tokenize=False, add_generation_prompt=True
             )
+            return str(prompt), True
         except Exception as exc:  # a template that raises, or one that rejects these messages
             message = f"messages: {version}'s chat template cannot render them: {first_line(exc)}"
             raise ApiError(400, message) from None

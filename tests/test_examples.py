@@ -7,10 +7,11 @@ import pytest
 from conftest import EXAMPLES
 
 
-@pytest.mark.parametrize("example", ["sentiment", "ner", "causal-lm"])
+@pytest.mark.parametrize("example", ["sentiment", "ner", "causal-lm", "chat"])
 def test_generators_reproduce_the_committed_data(tmp_path, example):
-    extra = ["--no-model"] if example == "causal-lm" else []
-    out = tmp_path if example == "causal-lm" else tmp_path / "data"
+    builds_a_model = example in ("causal-lm", "chat")
+    extra = ["--no-model"] if builds_a_model else []
+    out = tmp_path if builds_a_model else tmp_path / "data"
     subprocess.run(
         [sys.executable, str(EXAMPLES / example / "generate.py"), "--out", str(out), *extra],
         check=True,

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import clm_raw, make_spec, ner_raw, sentiment_raw
+from conftest import EXAMPLES, clm_raw, make_spec, ner_raw, sentiment_raw
 
 from ftray.checkpointing import EXPORT_SCORE, MODEL_DIR, TRAINER_STATE
 from ftray.errors import FtrayError
@@ -204,3 +204,51 @@ def test_gradient_checkpointing_changes_memory_not_the_math(tmp_path, tiny_llama
     checkpointed = run_local(make_spec(raw), tmp_path / "checkpointed")
     for key in ("train_loss", "val_loss", "perplexity"):
         assert checkpointed[-1][key] == pytest.approx(plain[-1][key], rel=1e-5)
+
+
+def chat_raw(model, **sections):
+    raw = clm_raw(model, **sections)
+    raw["data"].update(
+        train=str(EXAMPLES / "chat/data/train.jsonl"),
+        validation=str(EXAMPLES / "chat/data/validation.jsonl"),
+        fraction=0.1,
+        chat={"template": "zephyr"},
+    )
+    raw["model"]["max_length"] = 256
+    return raw
+
+
+def test_packed_chat_training_learns_and_keeps_its_template(tmp_path, tiny_llama):
+    raw = chat_raw(
+        tiny_llama,
+        strategy={"kind": "adapter", "target_modules": "all-linear"},
+        train={"epochs": 2, "batch_size": 4, "learning_rate": 5e-3, "packing": True},
+    )
+    reports = run_local(make_spec(raw), tmp_path / "run")
+    # Fewer packed rows (4 a step) than the 300 conversations they hold.
+    assert reports[0]["step"] < 300 / 4
+    assert reports[-1]["perplexity"] < reports[0]["perplexity"]
+    assert 0 < reports[-1]["accuracy"] <= 1  # over assistant tokens only
+    exported = next(
+        c for c in LocalSession(tmp_path / "run").checkpoints() if (c / MODEL_DIR).is_dir()
+    )
+    saved = json.loads((exported / MODEL_DIR / "tokenizer_config.json").read_text())
+    template = (
+        saved.get("chat_template") or (exported / MODEL_DIR / "chat_template.jinja").read_text()
+    )
+    assert "<|assistant|>" in template  # serving renders chats as training did
+
+
+@pytest.mark.parametrize(
+    ("sections", "message"),
+    [
+        (
+            {"strategy": {"kind": "adapter", "quantize": "nf4"}},
+            "strategy.quantize: a 4-bit base (QLoRA) needs a CUDA GPU; this worker runs on cpu",
+        ),
+        ({"deepspeed": {"fp16": True}}, "deepspeed.fp16: fp16 training needs CUDA GPUs"),
+    ],
+)
+def test_gpu_only_options_are_refused_on_cpu_in_one_line(tmp_path, tiny_llama, sections, message):
+    with pytest.raises(FtrayError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        run_local(make_spec(clm_raw(tiny_llama, **sections)), tmp_path / "run")

@@ -210,7 +210,9 @@ def test_a_multi_turn_chat_reaches_the_model_through_its_template(endpoint):
     assert tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == (
         rendered
     )
-    assert answer["usage"]["prompt_tokens"] == len(tokenizer(rendered)["input_ids"])
+    # The template's text alone, special tokens and all, as training encodes a chat.
+    encoded = tokenizer(rendered, add_special_tokens=False)["input_ids"]
+    assert answer["usage"]["prompt_tokens"] == len(encoded)
     # Without a template (a prompt/completion model), the contents in order, as it trained.
     code, plain = post(
         endpoint["url"], "/v1/chat/completions", {"model": "lm:1", "messages": messages}

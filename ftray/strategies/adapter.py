@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -12,6 +12,7 @@ from ftray.strategies._peft import PeftStrategy, adapter_config
 from ftray.strategies.base import StrategyConfig, peft_task_type
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
     from transformers import PreTrainedModel
 
@@ -34,6 +35,9 @@ class AdapterConfig(StrategyConfig):
     init: Literal["default", "gaussian", "pissa", "olora"] = "default"
     # LoRA+: the B matrices learn this many times faster than A (an optimizer group of their own).
     loraplus_lr_ratio: float | None = Field(None, gt=0)
+    # QLoRA: the frozen base is loaded in 4 bits (bitsandbytes NF4 or FP4, bf16 compute) and the
+    # adapters train in full precision on top. CUDA GPUs only.
+    quantize: Literal["nf4", "fp4"] | None = None
 
 
 class Adapter(PeftStrategy):
@@ -43,10 +47,41 @@ class Adapter(PeftStrategy):
     peft_types = frozenset({"LORA", "IA3"})
     family = "lora"
 
+    def load_options(self, config: StrategyConfig, device: torch.device) -> dict[str, Any]:
+        assert isinstance(config, AdapterConfig)
+        if config.quantize is None:
+            return {}
+        if device.type != "cuda":
+            raise FtrayError(
+                f"strategy.quantize: a 4-bit base (QLoRA) needs a CUDA GPU; "
+                f"this worker runs on {device.type}"
+            )
+        try:
+            import bitsandbytes  # noqa: F401  # transformers needs it for 4-bit weights
+        except ImportError:
+            raise FtrayError(
+                "strategy.quantize: needs bitsandbytes (pip install bitsandbytes)"
+            ) from None
+        import torch
+        from transformers import BitsAndBytesConfig
+
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=config.quantize,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_use_double_quant=True,
+        )
+        return {"quantization_config": quantization, "device_map": {"": device.index or 0}}
+
     def apply(self, model: PreTrainedModel, config: StrategyConfig, task: str) -> nn.Module:
         from peft import IA3Config, LoraConfig, PeftConfig, get_peft_model
 
         assert isinstance(config, AdapterConfig)
+        if getattr(model, "is_loaded_in_4bit", False):
+            from peft import prepare_model_for_kbit_training
+
+            # Norms and the head in fp32, inputs that carry gradients into the frozen base.
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
         task_type = peft_task_type(task)
         peft_config: PeftConfig
         if config.method == "lora":

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
     from transformers import PreTrainedModel
 
@@ -41,6 +42,10 @@ class Strategy(ABC):
     @abstractmethod
     def apply(self, model: PreTrainedModel, config: StrategyConfig, task: str) -> nn.Module:
         """Freeze or wrap `model`; return the module whose trainable parameters get optimised."""
+
+    def load_options(self, config: StrategyConfig, device: torch.device) -> dict[str, Any]:
+        """Extra `from_pretrained` arguments for the base model (QLoRA: a 4-bit base)."""
+        return {}
 
     def logit_offset(self, config: StrategyConfig, task: str) -> int:
         """Positions the strategy prepends to the sequence; token-level logits drop them."""

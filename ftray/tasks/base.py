@@ -35,6 +35,7 @@ class Task(ABC):
     peft_task_type: ClassVar[str]  # PEFT's TaskType, which also makes PEFT train the task head
     labelled: ClassVar[bool] = True  # a fixed label set, inferred from the data or declared
     generates: ClassVar[bool] = False  # answers OpenAI completion requests
+    packs: ClassVar[bool] = False  # examples can share a row (`train.packing`)
     headline_metric: ClassVar[str] = "accuracy"  # what comparison tables and plots lead with
     class_noun: ClassVar[str] = "class"  # what a per-class table's rows are
     per_token: ClassVar[bool] = False  # logits per position (a prompt strategy's prefix shows)

@@ -1,7 +1,9 @@
-"""`causal-lm`: prompt -> completion with a decoder; the loss sees only completion tokens.
+"""`causal-lm`: a decoder learns prompt -> completion pairs, plain text, or chat conversations.
 
-An example is encoded as prompt, completion, EOS; the prompt's labels are -100. Position t
-predicts token t + 1, so logits and labels are shifted by one before the loss and the metrics.
+A prompt/completion example is encoded as prompt, completion, EOS, with the prompt's labels
+-100: the loss sees the completion only. Plain text is trained on whole. A chat is rendered by
+the chat template and trained on its assistant turns (`ftray.chat`). Position t predicts token
+t + 1, so logits and labels are shifted by one before the loss and the metrics.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from transformers import AutoModelForCausalLM
 
-from ftray import metrics
+from ftray import chat, metrics
 from ftray.encoding import IGNORE
 from ftray.evaluation import Evaluator
 from ftray.fields import text_value
@@ -70,28 +72,25 @@ class CausalLM(Task):
     per_token = True
     headline_metric = "perplexity"
     new_head = False  # the pretrained language-model head
+    packs = True
 
     def model_class(self) -> Any:
         return AutoModelForCausalLM
 
     def read_example(self, row: dict[str, Any], data: DataSpec, at: str) -> dict[str, Any]:
+        layout = data.layout if data.layout != "auto" else row_layout(row, data)
+        if layout == "chat":
+            messages = chat.read_messages(row, data.chat, at)
+            return {"messages": messages, "loss_on": data.chat.loss_on}
+        if layout == "text":
+            return {"text": text_value(row, data.text_field, at)}
         return {
             "prompt": text_value(row, data.prompt_field, at, allow_empty=True),
             "completion": text_value(row, data.completion_field, at),
         }
 
     def encode(self, examples, tokenizer, labels, max_length):
-        features = []
-        for example in examples:
-            prompt = tokenizer(example["prompt"], add_special_tokens=True)["input_ids"]
-            completion = tokenizer(example["completion"], add_special_tokens=False)["input_ids"]
-            completion = [*completion, tokenizer.eos_token_id]
-            ids = (prompt + completion)[:max_length]
-            label_ids = ([IGNORE] * len(prompt) + completion)[:max_length]
-            features.append(
-                {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": label_ids}
-            )
-        return features
+        return [encode_example(example, tokenizer, max_length) for example in examples]
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
         return cross_entropy(*next_token(logits, labels))
@@ -113,7 +112,35 @@ class CausalLM(Task):
         return stream(predictor, text, Sampling.of(options))
 
     def text(self, example: dict[str, Any], joiner: str = " ") -> str:
+        if "messages" in example:
+            return joiner.join(m["content"] for m in example["messages"])
+        if "text" in example:
+            return example["text"]
         return example["prompt"] + joiner + example["completion"]
+
+
+def row_layout(row: dict[str, Any], data: DataSpec) -> str:
+    """What a row holds, by its fields: a chat, a prompt/completion pair, or plain text."""
+    if data.chat.messages_field in row:
+        return "chat"
+    if data.completion_field not in row and data.text_field in row:
+        return "text"
+    return "prompt-completion"
+
+
+def encode_example(example: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
+    if "messages" in example:
+        return chat.encode_chat(tokenizer, example["messages"], example["loss_on"], max_length)
+    if "text" in example:
+        ids = tokenizer(example["text"], add_special_tokens=True)["input_ids"]
+        ids = [*ids, tokenizer.eos_token_id][:max_length]
+        return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": list(ids)}
+    prompt = tokenizer(example["prompt"], add_special_tokens=True)["input_ids"]
+    completion = tokenizer(example["completion"], add_special_tokens=False)["input_ids"]
+    completion = [*completion, tokenizer.eos_token_id]
+    ids = (prompt + completion)[:max_length]
+    labels = ([IGNORE] * len(prompt) + completion)[:max_length]
+    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
 
 
 TASK = CausalLM()

@@ -1,0 +1,169 @@
+"""Generate seeded multi-turn conversations with a library's help desk, and a tiny Llama to tune.
+
+The desk answers from a small table of facts (opening hours, where a subject is shelved, late
+fees), each question asked in several phrasings, with or without a system message, a greeting
+and a goodbye. The model is randomly initialised from a config, with a byte-level BPE tokenizer
+trained on the rendered conversations, so nothing is downloaded; it is written to `model/`
+and is not committed.
+
+    python examples/chat/generate.py --out examples/chat
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+SYSTEM = "You are the help desk of the Harbour Library. Answer in one sentence."
+HOURS = {
+    "Monday": "from 9 to 5",
+    "Tuesday": "from 9 to 5",
+    "Wednesday": "from 9 to 8",
+    "Thursday": "from 9 to 5",
+    "Friday": "from 9 to 5",
+    "Saturday": "from 10 to 2",
+    "Sunday": None,
+}
+SHELVES = {
+    "poetry": "on the second floor, east wing",
+    "history": "on the second floor, west wing",
+    "maps": "in the basement",
+    "cookbooks": "on the ground floor, by the cafe",
+    "comics": "on the ground floor, near the door",
+    "science": "on the first floor",
+    "travel": "on the first floor, by the windows",
+}
+FEES = {"book": "20 cents", "film": "1 euro", "magazine": "10 cents", "board game": "50 cents"}
+GREETINGS = ["Hello", "Hi there", "Good morning", "Hi", "Good afternoon", "Hey", "Morning"]
+THANKS = ["Thanks", "Thank you, bye", "Great, thanks", "Thanks a lot", "ok thanks", "Cheers"]
+HOURS_ASKED = [
+    "When are you open on {day}?",
+    "What are the hours on {day}?",
+    "Is the library open on {day}?",
+    "What time do you open on {day}?",
+    "{day} opening hours?",
+    "Can I visit on {day}?",
+    "Are you open {day}?",
+    "How long are you open on {day}?",
+    "Could you tell me the hours for {day}?",
+]
+SHELF_ASKED = [
+    "Where are the {subject} books?",
+    "Where can I find {subject}?",
+    "Which floor has {subject}?",
+    "I am looking for {subject}. Where should I go?",
+    "Where is {subject}?",
+    "Do you have {subject}? Where?",
+    "{subject}, where are they?",
+    "Which part of the library has {subject}?",
+    "I need something from {subject}, where do I look?",
+]
+FEE_ASKED = [
+    "How much is the late fee for a {item}?",
+    "What does it cost if I return a {item} late?",
+    "Is there a fine for a late {item}?",
+    "Late fee for a {item}?",
+    "My {item} is overdue. How much do I pay?",
+    "What do you charge for a late {item}?",
+    "How much per day for an overdue {item}?",
+]
+
+
+def question(rng: random.Random) -> tuple[str, str, str]:
+    """(question, answer, kind) about one fact of the desk's table."""
+    kind = rng.choice(["hours", "shelf", "fee"])
+    if kind == "hours":
+        day = rng.choice(list(HOURS))
+        hours = HOURS[day]
+        answer = f"On {day} we are open {hours}." if hours else f"On {day} the library is closed."
+        return rng.choice(HOURS_ASKED).format(day=day), answer, kind
+    if kind == "shelf":
+        subject = rng.choice(list(SHELVES))
+        answer = f"You will find {subject} {SHELVES[subject]}."
+        return rng.choice(SHELF_ASKED).format(subject=subject), answer, kind
+    item = rng.choice(list(FEES))
+    answer = f"A late {item} costs {FEES[item]} per day."
+    return rng.choice(FEE_ASKED).format(item=item), answer, kind
+
+
+def typed(rng: random.Random, text: str) -> str:
+    """As people type: sometimes all lower case, sometimes without the question mark."""
+    if rng.random() < 0.3:
+        text = text.lower()
+    if rng.random() < 0.2:
+        text = text.rstrip("?")
+    return text
+
+
+def conversation(rng: random.Random) -> dict:
+    messages = []
+    if rng.random() < 0.5:
+        messages.append({"role": "system", "content": SYSTEM})
+    if rng.random() < 0.4:
+        messages += [
+            {"role": "user", "content": typed(rng, rng.choice(GREETINGS))},
+            {"role": "assistant", "content": "Hello! How can I help you today?"},
+        ]
+    kinds = []
+    for _ in range(rng.randint(1, 3)):
+        asked, answer, kind = question(rng)
+        messages += [
+            {"role": "user", "content": typed(rng, asked)},
+            {"role": "assistant", "content": answer},
+        ]
+        kinds.append(kind)
+    if rng.random() < 0.3:
+        messages += [
+            {"role": "user", "content": typed(rng, rng.choice(THANKS))},
+            {"role": "assistant", "content": "You are welcome. Goodbye!"},
+        ]
+    return {"messages": messages, "group": kinds[-1]}
+
+
+def generate(count: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    return [conversation(rng) for _ in range(count)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent)
+    parser.add_argument("--train", type=int, default=3000)
+    parser.add_argument("--validation", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--no-model", action="store_true", help="write the data only")
+    args = parser.parse_args()
+    data = args.out / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    splits = {
+        "train": generate(args.train, args.seed),
+        "validation": generate(args.validation, args.seed + 1),
+    }
+    for name, rows in splits.items():
+        (data / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if not args.no_model:
+        from jinja2 import Template
+
+        from ftray.chat import TEMPLATES
+        from ftray.tiny_models import build_tiny_model
+
+        # The tokenizer learns the rendered conversations, role markers included.
+        render = Template(TEMPLATES["zephyr"]).render
+        rows = splits["train"]
+        texts = [render(messages=r["messages"], bos_token="", eos_token="") for r in rows]
+        # Wide initial weights: the tied output embedding stays frozen under LoRA, and at the
+        # usual 0.02 its logits could not get confident (low perplexity) whatever LoRA learns.
+        build_tiny_model(
+            args.out / "model",
+            texts,
+            architecture="llama",
+            hidden_size=64,
+            layers=2,
+            initializer_range=0.3,
+        )
+
+
+if __name__ == "__main__":
+    main()
