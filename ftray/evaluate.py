@@ -206,7 +206,11 @@ def output_files(directory: Path, result: ModelResult) -> ModelFiles:
 def _data_spec(spec: dict[str, Any]) -> DataSpec:
     """The trained-with field mapping; paths and sizes do not matter for scoring."""
     recorded = dict(spec.get("data") or {})
-    mapping = {k: v for k, v in recorded.items() if k.endswith("_field") or k in ("format",)}
+    mapping = {
+        k: v
+        for k, v in recorded.items()
+        if k.endswith("_field") or k in ("format", "layout", "chat")
+    }
     return DataSpec(train="-", **mapping)
 
 
@@ -226,7 +230,7 @@ def apply_data_overrides(data: DataSpec, overrides: Sequence[str]) -> DataSpec:
 
 def check_task_fields(row: dict[str, Any], task: str, data: DataSpec, where: str) -> None:
     """Refuse data shaped for another task before the per-row errors would say it less clearly."""
-    needed = [getattr(data, setting) for setting in get_task(task).fields]
+    needed = get_task(task).row_fields(row, data)
     missing = [name for name in needed if name not in row]
     if missing:
         present = ", ".join(sorted(row)) or "none"

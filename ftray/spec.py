@@ -116,7 +116,7 @@ class DataSpec(Section):
     prompt_field: str = "prompt"
     completion_field: str = "completion"
     # causal-lm rows: prompt/completion pairs, plain text (loss on all of it) or chat messages;
-    # auto reads each row by the fields it has (messages, then prompt and completion, then text).
+    # auto: a row with the chat messages field is a chat, any other a prompt/completion pair.
     layout: Literal["auto", "prompt-completion", "text", "chat"] = "auto"
     chat: ChatSpec = ChatSpec()
     group_field: str | None = None  # per-slice metrics (e.g. a demographic or product group)

@@ -103,7 +103,7 @@ def test_a_model_without_a_template_or_a_broken_one_is_refused(tiny_llama):
         encode_chat(broken, CONVERSATION, "assistant", 64)
 
 
-def test_causal_lm_reads_each_row_by_its_fields(tiny_llama, tmp_path):
+def test_causal_lm_reads_chats_pairs_and_plain_text(tiny_llama, tmp_path):
     spec = make_spec(clm_raw(tiny_llama))
     task = get_task("causal-lm")
     rows = [
@@ -111,7 +111,9 @@ def test_causal_lm_reads_each_row_by_its_fields(tiny_llama, tmp_path):
         {"prompt": "Q:", "completion": " A"},
         {"text": "plain words"},
     ]
-    examples = [task.read_example(r, spec.data, f"row {i}") for i, r in enumerate(rows)]
+    examples = [task.read_example(r, spec.data, f"row {i}") for i, r in enumerate(rows[:2])]
+    spec.data.layout = "text"  # plain text is never guessed
+    examples.append(task.read_example(rows[2], spec.data, "row 2"))
     assert [sorted(e) for e in examples] == [
         ["loss_on", "messages"],
         ["completion", "prompt"],
@@ -122,3 +124,14 @@ def test_causal_lm_reads_each_row_by_its_fields(tiny_llama, tmp_path):
     assert labelled_text(tokenizer, chat) == ["hello</s>\n", "fine</s>\n"]
     assert labelled_text(tokenizer, pair) == [" A</s>"]
     assert text["labels"] == text["input_ids"]
+
+
+def test_ftray_eval_reads_chat_rows_with_the_trained_mapping():
+    from ftray.evaluate import _data_spec, check_task_fields
+
+    recorded = {"data": {"train": "x.jsonl", "chat": {"messages_field": "conversations"}}}
+    data = _data_spec(recorded)
+    assert data.chat.messages_field == "conversations"
+    check_task_fields({"conversations": []}, "causal-lm", data, "test.jsonl")
+    with pytest.raises(FtrayError, match="needs field\\(s\\) 'prompt', 'completion'"):
+        check_task_fields({"question": "?"}, "causal-lm", data, "test.jsonl")

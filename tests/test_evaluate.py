@@ -116,7 +116,7 @@ def test_bad_input_is_refused_in_one_line(tmp_path, tiny_bert, tiny_llama, data_
         ),
         (
             (str(causal_lm_output(tmp_path, tiny_llama)), str(data_file)),
-            "the model is a causal-lm model and needs field(s) 'completion'",
+            "the model is a causal-lm model and needs field(s) 'prompt', 'completion'",
         ),
     ]
     for args, message in cases:

@@ -70,6 +70,10 @@ class Task(ABC):
     def read_example(self, row: dict[str, Any], data: DataSpec, at: str) -> dict[str, Any]:
         """The task's fields of one row, checked; errors name `at` (file and row) and the field."""
 
+    def row_fields(self, row: dict[str, Any], data: DataSpec) -> list[str]:
+        """The fields `row` must have (named as `data` maps them)."""
+        return [getattr(data, setting) for setting in self.fields]
+
     def example_labels(self, example: dict[str, Any]) -> list[str]:
         """The labels an example uses (checked against the model's label set)."""
         return []

@@ -89,6 +89,14 @@ class CausalLM(Task):
             "completion": text_value(row, data.completion_field, at),
         }
 
+    def row_fields(self, row: dict[str, Any], data: DataSpec) -> list[str]:
+        layout = data.layout if data.layout != "auto" else row_layout(row, data)
+        if layout == "chat":
+            return [data.chat.messages_field]
+        if layout == "text":
+            return [data.text_field]
+        return [data.prompt_field, data.completion_field]
+
     def encode(self, examples, tokenizer, labels, max_length):
         return [encode_example(example, tokenizer, max_length) for example in examples]
 
@@ -120,12 +128,9 @@ class CausalLM(Task):
 
 
 def row_layout(row: dict[str, Any], data: DataSpec) -> str:
-    """What a row holds, by its fields: a chat, a prompt/completion pair, or plain text."""
-    if data.chat.messages_field in row:
-        return "chat"
-    if data.completion_field not in row and data.text_field in row:
-        return "text"
-    return "prompt-completion"
+    """What a row holds, by its fields: a chat, else a prompt/completion pair. Plain text is
+    never guessed (`data.layout: text`): a classification file would pass for it."""
+    return "chat" if data.chat.messages_field in row else "prompt-completion"
 
 
 def encode_example(example: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, Any]:
