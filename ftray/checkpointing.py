@@ -80,16 +80,94 @@ def export_model(engine: Any, tokenizer: Any, directory: Path, rank: int) -> Non
     """Save the model as transformers/PEFT would (safetensors) from rank 0.
 
     Under ZeRO-3 each rank holds a slice of every parameter, so the ones being saved are gathered
-    first (a collective: every rank takes part). A PEFT model saves only its trainable weights.
+    first (a collective: every rank takes part). A PEFT model saves only its trainable weights,
+    gathered at once (they are small); a whole model is streamed (`stream_zero3_model`).
     """
     import deepspeed
     from peft import PeftModel
 
     module = engine.module
-    peft = isinstance(module, PeftModel)
-    params = [p for p in module.parameters() if p.requires_grad or not peft]
     zero3 = engine.zero_optimization_stage() == 3
-    with deepspeed.zero.GatheredParameters(params) if zero3 else nullcontext():
+    if zero3 and not isinstance(module, PeftModel):
+        stream_zero3_model(module, directory, rank)
+        if rank == 0:
+            tokenizer.save_pretrained(str(directory))
+        return
+    params = [p for p in module.parameters() if p.requires_grad] if zero3 else []
+    with deepspeed.zero.GatheredParameters(params) if params else nullcontext():
         if rank == 0:
             module.save_pretrained(str(directory), safe_serialization=True)
             tokenizer.save_pretrained(str(directory))
+
+
+SHARD_BYTES = 512 * 2**20  # a safetensors file of the streamed export holds about this much
+
+
+def stream_zero3_model(module: Any, directory: Path, rank: int) -> None:
+    """Write a ZeRO-3 partitioned model as sharded safetensors with an index, never holding it
+    whole: one submodule's parameters are gathered at a time (every rank takes part), copied to
+    rank 0's CPU shard and released; a shard is written when it fills. Other ranks hold their
+    partition plus one submodule. The files and index are transformers' own layout, so
+    `from_pretrained(directory)` loads them."""
+    import deepspeed
+    from safetensors.torch import save_file
+
+    shard: dict[str, Any] = {}
+    weight_map: dict[str, str] = {}  # tensor name -> file
+    files: list[str] = []
+    seen: set[int] = set()  # tied weights (an LM head sharing the embedding) are saved once
+
+    def flush() -> None:
+        files.append(f"model-{len(files) + 1:05d}.safetensors")
+        save_file(shard, str(directory / files[-1]), metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(shard, files[-1]))
+        shard.clear()
+
+    if rank == 0:
+        directory.mkdir(parents=True, exist_ok=True)
+    held = total = 0
+    for prefix, submodule in module.named_modules():
+        own = [(n, p) for n, p in submodule.named_parameters(recurse=False) if id(p) not in seen]
+        seen.update(id(p) for _, p in own)
+        with deepspeed.zero.GatheredParameters([p for _, p in own]):
+            if rank != 0:
+                continue
+            for name, tensor in [*own, *persistent_buffers(submodule)]:
+                # No copy on CPU: the reference keeps the gathered storage alive after the
+                # parameter is released (DeepSpeed rebinds param.data to its partition).
+                shard[f"{prefix}.{name}" if prefix else name] = tensor.detach().cpu()
+                held += tensor.numel() * tensor.element_size()
+        if held >= SHARD_BYTES:
+            total, held = total + held, 0
+            flush()
+    if rank != 0:
+        return
+    if shard or not files:
+        total += held
+        flush()
+    name_shards(directory, files, weight_map, total)
+    module.config.save_pretrained(str(directory))
+    if getattr(module, "generation_config", None) is not None and module.can_generate():
+        module.generation_config.save_pretrained(str(directory))
+
+
+def persistent_buffers(module: Any) -> list[tuple[str, Any]]:
+    skipped = module._non_persistent_buffers_set
+    return [(n, b) for n, b in module.named_buffers(recurse=False) if n not in skipped]
+
+
+def name_shards(directory: Path, files: list[str], weight_map: dict[str, str], total: int):
+    """transformers' names: one model.safetensors, or model-0000i-of-0000n files and an index."""
+    if len(files) == 1:
+        (directory / files[0]).rename(directory / "model.safetensors")
+        return
+    names = {
+        old: f"{old.removesuffix('.safetensors')}-of-{len(files):05d}.safetensors" for old in files
+    }
+    for old, new in names.items():
+        (directory / old).rename(directory / new)
+    index = {
+        "metadata": {"total_size": total},
+        "weight_map": {key: names[file] for key, file in sorted(weight_map.items())},
+    }
+    (directory / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
