@@ -5,7 +5,9 @@ The job spec is validated and its data read here, before anything is sent: a job
 is refused on the submitter's machine. The spec and its local data files travel in the job's
 `working_dir` (data paths rewritten to the copies); the cluster needs ftray installed (or `pip`)
 and nothing else from the submitter's disk. Credentials travel as environment variables named by
-the submitter and read from its environment; their values are never printed.
+the submitter and read from its environment (`--env`: Ray stores their values with the job),
+or as files already on every node (`--secret-file`, `ftray.secrets`: only the path travels);
+their values are never printed.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from ftray import secrets
 from ftray.data import load_splits
 from ftray.errors import FtrayError
 from ftray.spec import JobSpec, load_spec, read_raw_spec
@@ -96,6 +99,7 @@ def submit(
     command: str = "train",
     overrides: tuple[str, ...] | list[str] = (),
     env: tuple[str, ...] | list[str] = (),
+    secret_files: tuple[str, ...] | list[str] = (),
     pip: tuple[str, ...] | list[str] = (),
     args: tuple[str, ...] | list[str] = (),
     verbose: bool = False,
@@ -106,6 +110,7 @@ def submit(
     missing = [name for name in env if name not in os.environ]
     if missing:
         raise FtrayError(f"--env: {', '.join(missing)} not set in this environment")
+    files = secrets.secret_files(secret_files)
     with tempfile.TemporaryDirectory(prefix="ftray-job-") as directory:
         spec = package(job, overrides, Path(directory))
         client = connect(address)
@@ -115,6 +120,9 @@ def submit(
             # The job's tracking runs are tagged with the id it was submitted as.
             "env_vars": {**{name: os.environ[name] for name in env}, SUBMISSION_ENV: submission_id},
         }
+        if files:  # paths only; every process of the job reads them as it starts
+            runtime_env["env_vars"][secrets.SECRET_FILES_ENV] = json.dumps(files)
+            runtime_env["worker_process_setup_hook"] = secrets.SETUP_HOOK
         if pip:
             runtime_env["pip"] = list(pip)
         cli = ["python -m ftray.cli", *(["--verbose"] if verbose else [])]

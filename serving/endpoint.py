@@ -47,6 +47,7 @@ from serving.schema import (
     Limits,
     PredictRequest,
     check_sizes,
+    request_body,
 )
 
 
@@ -242,7 +243,7 @@ class Endpoint:
         except Exception as exc:
             raise ApiError(503, f"cannot read the registry: {exc}", kind="server_error") from None
 
-    @api.post("/v1/predict", dependencies=AUTHORIZED)
+    @api.post("/v1/predict", dependencies=AUTHORIZED, openapi_extra=request_body(PredictRequest))
     async def predict(self, request: Request) -> JSONResponse:
         body = await parse(request, PredictRequest, self.limits.max_body_bytes)
         check_sizes(body.inputs, self.limits)
@@ -253,7 +254,9 @@ class Endpoint:
             {"model": version, "requested": body.model, "task": task, "outputs": outputs}
         )
 
-    @api.post("/v1/completions", dependencies=AUTHORIZED)
+    @api.post(
+        "/v1/completions", dependencies=AUTHORIZED, openapi_extra=request_body(CompletionRequest)
+    )
     async def completions(self, request: Request) -> Response:
         body = await parse(request, CompletionRequest, self.limits.max_body_bytes)
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
@@ -287,7 +290,11 @@ class Endpoint:
             }
         )
 
-    @api.post("/v1/chat/completions", dependencies=AUTHORIZED)
+    @api.post(
+        "/v1/chat/completions",
+        dependencies=AUTHORIZED,
+        openapi_extra=request_body(ChatCompletionRequest),
+    )
     async def chat_completions(self, request: Request) -> Response:
         body = await parse(request, ChatCompletionRequest, self.limits.max_body_bytes)
         check_sizes([m.content for m in body.messages], self.limits, "messages")

@@ -68,6 +68,31 @@ class ChatCompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
 
 
+def request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` declaring a route's JSON body. The handlers read bodies themselves (to
+    check the size before parsing), so FastAPI cannot see them; clients and fuzzers should."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": inline(schema, definitions)}},
+        }
+    }
+
+
+def inline(node: Any, definitions: dict[str, Any]) -> Any:
+    """`node` with its `$ref`s to pydantic's `$defs` replaced by the definitions themselves."""
+    if isinstance(node, dict):
+        ref = node.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            return inline(definitions[ref.removeprefix("#/$defs/")], definitions)
+        return {key: inline(value, definitions) for key, value in node.items()}
+    if isinstance(node, list):
+        return [inline(item, definitions) for item in node]
+    return node
+
+
 class ApiError(Exception):
     """Turned into a JSON error response with this status by the endpoint."""
 

@@ -94,7 +94,16 @@ def test_a_job_trains_on_two_nodes_with_checkpoints_and_registry_on_s3(
     cluster, tmp_path, tiny_bert
 ):
     job = job_file(tmp_path, tiny_bert, "two-nodes")
-    submitted = jobs.submit(job, cluster["address"], env=AWS_ENV)
+    # The secret key goes as a file every node has (one machine here): only its path is sent.
+    # boto3 finds no credentials without it, so the job succeeds only if each process read it.
+    secret = tmp_path / "aws-secret"
+    secret.write_text("only-in-the-file-7f3a\n")  # the S3 test server takes any key
+    submitted = jobs.submit(
+        job,
+        cluster["address"],
+        env=[name for name in AWS_ENV if name != "AWS_SECRET_ACCESS_KEY"],
+        secret_files=[f"AWS_SECRET_ACCESS_KEY={secret}"],
+    )
     logs = io.StringIO()
     final = jobs.follow(cluster["address"], submitted["job_id"], out=logs)
     assert final["status"] == "SUCCEEDED", logs.getvalue()[-3000:]
@@ -104,10 +113,13 @@ def test_a_job_trains_on_two_nodes_with_checkpoints_and_registry_on_s3(
     assert result["registered"]["ref"] == "two-nodes:1"
     manifest = Registry.open("s3://ftray-test/two-nodes-registry").resolve("two-nodes@candidate")
     assert manifest.metrics["accuracy"] == result["metrics"]["accuracy"]
-    # The secret travelled by name and was never printed.
+    # The secret was never printed, and Ray's record of the job holds its path, not its value.
     assert os.environ["AWS_SECRET_ACCESS_KEY"] not in jobs.logs(
         cluster["address"], submitted["job_id"]
     )
+    stored = jobs.connect(cluster["address"]).get_job_info(submitted["job_id"]).runtime_env
+    assert "only-in-the-file-7f3a" not in json.dumps(stored)
+    assert str(secret) in stored["env_vars"]["FTRAY_SECRET_FILES"]
 
     cli = [sys.executable, "-m", "ftray.cli", "jobs"]
     listed = subprocess.run(

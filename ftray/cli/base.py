@@ -17,6 +17,7 @@ import click
 from rich.console import Console
 
 from ftray.errors import USER_ERRORS
+from ftray.secrets import load_secret_files
 
 stdout = Console()
 
@@ -69,6 +70,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     ctx.obj = {"verbose": verbose}
     if verbose:
         os.environ["FTRAY_VERBOSE"] = "1"
+    load_secret_files()  # a submitted job's `--secret-file`s (a no-op elsewhere)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,7 +35,16 @@ CLUSTER_OPTION = click.option(
     "--env",
     multiple=True,
     metavar="NAME",
-    help="Pass this environment variable (e.g. AWS_SECRET_ACCESS_KEY) to the job (repeatable).",
+    help="Pass this environment variable to the job (repeatable); Ray stores its value with "
+    "the job, visible through the dashboard's job API.",
+)
+@click.option(
+    "--secret-file",
+    "secret_files",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="Set NAME in every process of the job from PATH, a file on every node (a mounted "
+    "secret); only the path is sent (repeatable).",
 )
 @click.option("--pip", multiple=True, metavar="REQ", help="Install this requirement for the job.")
 @click.option("--wait", is_flag=True, help="Stream the job's logs; exit with its outcome.")
@@ -48,19 +57,29 @@ def submit(
     command: str,
     overrides: tuple[str, ...],
     env: tuple[str, ...],
+    secret_files: tuple[str, ...],
     pip: tuple[str, ...],
     wait: bool,
     as_json: bool,
 ) -> None:
     """Submit `ftray COMMAND JOB` to the Ray cluster at --address, with JOB's data."""
     from ftray import submit as jobs
+    from ftray.secrets import SECRET_LIKE
 
+    for name in env:
+        if SECRET_LIKE.search(name):
+            click.echo(
+                f"ftray: warning: --env {name}: Ray stores its value with the job, readable "
+                "through the dashboard's job API; prefer --secret-file or an instance role",
+                err=True,
+            )
     submitted = jobs.submit(
         job,
         address,
         command=command,
         overrides=overrides,
         env=env,
+        secret_files=secret_files,
         pip=pip,
         verbose=ctx.obj["verbose"],  # `ftray --verbose submit` runs the job verbosely too
     )
