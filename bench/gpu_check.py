@@ -37,10 +37,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from ftray.local import run_local  # noqa: E402
-from ftray.models import load_tokenizer, quiet_transformers  # noqa: E402
-from ftray.packing import pack  # noqa: E402
+from ftray.models import quiet_transformers  # noqa: E402
 from ftray.spec import spec_from_dict  # noqa: E402
-from ftray.tasks import encode  # noqa: E402
 from ftray.tiny_models import build_tokenizer  # noqa: E402
 
 SIZES = {  # LlamaConfig fields: the check's model, and the dry run's
@@ -108,20 +106,11 @@ def flops_per_token(params: int, size: dict[str, int], seq: int, strategy: str) 
     return 4 * params + 8 * layers * hidden * seq
 
 
-def mean_row_tokens(model: Path, directory: Path, seq: int) -> float:
-    """Real tokens in a packed row of this data (rows are nearly, not exactly, full)."""
-    tokenizer = load_tokenizer(str(model))
-    lines = (directory / "train.jsonl").read_text().splitlines()
-    examples = [{"text": json.loads(line)["text"]} for line in lines]
-    rows = pack(encode(examples, "causal-lm", tokenizer, [], [], seq), seq)
-    return sum(len(r["input_ids"]) for r in rows) / len(rows)
-
-
 def run_one(directory: Path, model: Path, strategy: str, stage: int, args, size) -> dict[str, Any]:
     spec = spec_from_dict(job(directory, model, strategy, stage, args))
     started = time.perf_counter()
     [report] = run_local(spec, directory / f"run-{strategy}-z{stage}")
-    tokens_per_s = args.batch * args.row_tokens / report["step_time_s"]
+    tokens_per_s = report["tokens_per_second"]  # real tokens of the packed rows, steady state
     flops = flops_per_token(report["total_params"], size, args.seq, strategy)
     cuda = torch.cuda.is_available()
     return {
@@ -161,7 +150,6 @@ def main() -> None:
         texts = write_rows(directory / "train.jsonl", rows, rng)
         write_rows(directory / "validation.jsonl", 8, rng)
         model = build_model(directory / "model", size, texts)
-        args.row_tokens = mean_row_tokens(model, directory, args.seq)
         for strategy, stage in RUNS:
             results.append(run_one(directory, model, strategy, stage, args, size))
             print(json.dumps(results[-1]), flush=True)

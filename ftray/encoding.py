@@ -31,6 +31,8 @@ class Collator:
                 continue
             pad = {"input_ids": self.pad_token_id, "labels": IGNORE}.get(key, 0)
             batch[key] = torch.tensor([v + [pad] * (length - len(v)) for v in values])
+        # Real tokens (not padding): what tokens/s counts; packed rows hold several examples.
+        batch["tokens"] = torch.tensor(sum(len(f["input_ids"]) for f in features))
         return batch
 
 

@@ -63,7 +63,9 @@ class Recipe:
         self.task_plugin = get_task(self.task)
         self.rank, self.world = session.world_rank, session.world_size
         self.device = _pick_device(spec, session.local_rank)
-        self.window = torch.zeros(4, dtype=torch.float64)  # loss, positions, correct, predicted
+        # loss, positions, correct, predicted, real tokens: since the last evaluation
+        self.window = torch.zeros(5, dtype=torch.float64)
+        self.window_steps = 0
         self.step_times: list[float] = []
         self.step_started = self.last_progress = 0.0
 
@@ -226,7 +228,8 @@ class Recipe:
         self.engine.backward(loss_sum / max(positions, 1))
         self.engine.step()
         correct, predicted = self.task_plugin.correct_predictions(logits.detach(), batch["labels"])
-        self.window += torch.tensor([loss_sum.item(), positions, correct, predicted])
+        tokens = int(batch["tokens"])
+        self.window += torch.tensor([loss_sum.item(), positions, correct, predicted, tokens])
         return loss_sum.item() / max(positions, 1)
 
     def advance(self) -> tuple[bool, bool]:
@@ -239,6 +242,7 @@ class Recipe:
         elif state.micro_in_epoch % self.spec.train.gradient_accumulation_steps:
             return False, False
         state.global_step += 1
+        self.window_steps += 1
         self.step_times.append(time.perf_counter() - self.step_started)
         self.step_started = time.perf_counter()
         return True, end_of_epoch
@@ -278,8 +282,12 @@ class Recipe:
             self.device,
         )
         metrics.update(_window_metrics(self.window))
-        self.window.zero_()
         metrics.update(_timing(self.step_times, spec, self.world, self.started))
+        # The window's tokens over all workers, per optimizer step, at the steady step time.
+        tokens_per_step = metrics.pop("window_tokens") / max(self.window_steps, 1)
+        metrics["tokens_per_second"] = tokens_per_step / metrics["step_time_s"]
+        self.window.zero_()
+        self.window_steps = 0
         improved = state.stopper.update(metrics[spec.metric], state.global_step)
         state.stopped_early = _agree(state.stopper.should_stop and not done)
         state.history.append(_history_row(state, metrics, spec.metric, self.engine.get_lr()[0]))
@@ -346,10 +354,11 @@ def _window_metrics(window: torch.Tensor) -> dict[str, float]:
     """Training loss and accuracy since the last evaluation, over all workers."""
     if dist.is_initialized():
         dist.all_reduce(window)
-    loss_sum, positions, correct, predicted = window.tolist()
+    loss_sum, positions, correct, predicted, tokens = window.tolist()
     return {
         "train_loss": loss_sum / positions if positions else float("nan"),
         "train_accuracy": correct / predicted if predicted else float("nan"),
+        "window_tokens": tokens,
     }
 
 

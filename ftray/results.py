@@ -32,7 +32,8 @@ class Timings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     startup_s: float | None = None
     step_time_s: float | None = None
-    samples_per_second: float | None = None
+    samples_per_second: float | None = None  # examples, or packed rows under train.packing
+    tokens_per_second: float | None = None  # real (non-padding) tokens, all workers
     plan_s: float | None = None
     total_s: float | None = None
 

@@ -295,6 +295,7 @@ def summarize(
             startup_s=(first_step - launched) if first_step else None,
             step_time_s=final.get("step_time_s"),
             samples_per_second=final.get("samples_per_second"),
+            tokens_per_second=final.get("tokens_per_second"),
         ),
         spec=spec.model_dump(mode="json"),
     )

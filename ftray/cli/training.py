@@ -68,7 +68,8 @@ def render_train_result(result: ModelResult) -> None:
     timings = result.timings
     table.add_row(
         "time",
-        f"{timings.total_s or 0:.1f}s total, {timings.samples_per_second or 0:.0f} samples/s",
+        f"{timings.total_s or 0:.1f}s total, {timings.samples_per_second or 0:.0f} samples/s, "
+        f"{timings.tokens_per_second or 0:.0f} tokens/s",
     )
     table.add_row("model", result.output_dir)
     for tracker, link in (result.tracking or {}).items():
