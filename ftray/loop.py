@@ -115,7 +115,7 @@ class Recipe:
         """Pretrained weights (the same head init on every rank), then the strategy's part."""
         spec = self.spec
         torch.manual_seed(spec.train.seed)
-        strategy = get_strategy(spec.strategy.kind)
+        self.strategy = strategy = get_strategy(spec.strategy.kind)
         model = load_task_model(
             spec.model.name,
             self.task,
@@ -150,8 +150,7 @@ class Recipe:
             )
         config = deepspeed_config(spec, self.world, bf16)
         optimizer = scheduler = None
-        strategy = get_strategy(spec.strategy.kind)
-        scale = partial(strategy.learning_rate_scale, spec.strategy)
+        scale = partial(self.strategy.learning_rate_scale, spec.strategy)
         groups = param_groups(self.model, train, spec.learning_rate, scale)
         if "optimizer" not in config:  # a user DeepSpeed JSON may bring its own optimizer
             optimizer = make_adamw(groups, spec.learning_rate)

@@ -11,6 +11,7 @@ import json
 import os
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -79,7 +80,7 @@ def export_on_rank(rank: int, directory: str, port: int) -> None:
             pass
 
     with PeakRss() as memory:
-        export_model(engine, Tokenizer(), __import__("pathlib").Path(directory) / "model", rank)
+        export_model(engine, Tokenizer(), Path(directory) / "model", rank)
     largest = max(sum(p.ds_numel * 4 for p in m.parameters(recurse=False)) for m in model.modules())
     total = sum(p.ds_numel * 4 for p in model.parameters())
     expected = {}

@@ -78,7 +78,7 @@ class CausalLM(Task):
         return AutoModelForCausalLM
 
     def read_example(self, row: dict[str, Any], data: DataSpec, at: str) -> dict[str, Any]:
-        layout = data.layout if data.layout != "auto" else row_layout(row, data)
+        layout = row_layout(row, data)
         if layout == "chat":
             messages = chat.read_messages(row, data.chat, at)
             return {"messages": messages, "loss_on": data.chat.loss_on}
@@ -90,7 +90,7 @@ class CausalLM(Task):
         }
 
     def row_fields(self, row: dict[str, Any], data: DataSpec) -> list[str]:
-        layout = data.layout if data.layout != "auto" else row_layout(row, data)
+        layout = row_layout(row, data)
         if layout == "chat":
             return [data.chat.messages_field]
         if layout == "text":
@@ -128,8 +128,11 @@ class CausalLM(Task):
 
 
 def row_layout(row: dict[str, Any], data: DataSpec) -> str:
-    """What a row holds, by its fields: a chat, else a prompt/completion pair. Plain text is
-    never guessed (`data.layout: text`): a classification file would pass for it."""
+    """What a row holds: `data.layout`, or under auto, by its fields: a chat, else a
+    prompt/completion pair. Plain text is never guessed (`data.layout: text`): a
+    classification file would pass for it."""
+    if data.layout != "auto":
+        return data.layout
     return "chat" if data.chat.messages_field in row else "prompt-completion"
 
 
