@@ -16,18 +16,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ftray import sources
 from ftray.errors import FtrayError
 from ftray.fields import label_value
+from ftray.sources import FORMATS, Source
 from ftray.spec import DataSpec, JobSpec
 from ftray.tasks import get_task
 
-FORMATS = {
-    ".jsonl": "jsonl",
-    ".json": "jsonl",
-    ".csv": "csv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
+
+@dataclass(frozen=True)
+class TrainStream:
+    """A training set too large or too remote to read whole: Ray Data streams it to the
+    workers, and the driver holds only `Splits.train`, a sample of its first rows."""
+
+    source: Source
+    rows: int  # all of it
+    exact: bool  # counted (Parquet metadata) or estimated from bytes (JSONL, CSV)
 
 
 @dataclass
@@ -37,10 +41,20 @@ class Splits:
     test: list[dict[str, Any]] = field(default_factory=list)  # scored once, never for selection
     labels: list[str] = field(default_factory=list)  # class names or BIO tags; empty for causal-lm
     groups: list[str] = field(default_factory=list)  # slice names when data.group_field is set
+    stream: TrainStream | None = None  # set when `train` holds only a sample of a streamed set
+
+    @property
+    def train_rows(self) -> int:
+        return self.stream.rows if self.stream else len(self.train)
 
 
 def read_rows(path: str, fmt: str = "auto", what: str = "data.train") -> list[dict[str, Any]]:
-    """All rows of a JSONL, CSV or Parquet file as dicts."""
+    """All rows of a JSONL, CSV or Parquet file, or of a directory, glob or s3:// URI of them."""
+    if not _plain_path(path):
+        rows = sources.resolve(path, fmt, what).read_all()
+        if not rows:
+            raise FtrayError(f"{what}: {path} has no rows")
+        return rows
     file = Path(path)
     if fmt == "auto":
         fmt = FORMATS.get(file.suffix.lower(), "")
@@ -59,6 +73,18 @@ def read_rows(path: str, fmt: str = "auto", what: str = "data.train") -> list[di
     if not rows:
         raise FtrayError(f"{what}: {path} has no rows")
     return rows
+
+
+def _plain_path(path: str) -> bool:
+    """A local path that is not a directory or a glob: read here, with row-exact messages."""
+    return "://" not in path and not any(c in path for c in "*?[") and not _is_dir(path)
+
+
+def _is_dir(path: str) -> bool:
+    try:
+        return Path(path).expanduser().is_dir()
+    except (OSError, ValueError):
+        return False
 
 
 def _read_format(file: Path, fmt: str, what: str) -> list[dict[str, Any]]:
@@ -154,7 +180,13 @@ def stratified_split(
 def load_splits(spec: JobSpec) -> Splits:
     """Train and validation examples with their label and group lists, ready for encoding."""
     data, task = spec.data, spec.model.task
-    train = normalize(read_rows(data.train, data.format, "data.train"), task, data, "data.train")
+    stream = train_stream(data)
+    if stream:
+        sample = stream.source.head(sources.SAMPLE_ROWS)
+        train = normalize(sample, task, data, "data.train")
+    else:
+        rows = read_rows(data.train, data.format, "data.train")
+        train = normalize(rows, task, data, "data.train")
     stratify = get_task(task).stratify_by
     test: list[dict] = []
     if data.test:
@@ -183,4 +215,22 @@ def load_splits(spec: JobSpec) -> Splits:
             raise FtrayError(f"data.fraction: {data.fraction} leaves the train split empty")
     labels = resolve_labels(spec, train, validation, test)
     groups = sorted({e["group"] for e in train + validation + test}) if data.group_field else []
-    return Splits(train=train, validation=validation, test=test, labels=labels, groups=groups)
+    return Splits(train, validation, test, labels, groups, stream)
+
+
+def train_stream(data: DataSpec) -> TrainStream | None:
+    """The streamed training set, or None when `data.train` is read into memory."""
+    if _plain_path(data.train) and data.streaming is not True:
+        return None
+    source = sources.resolve(data.train, data.format, "data.train")
+    if not sources.streams(source, data.streaming):
+        return None
+    # These need the whole set in hand; a stream has only its first rows on the driver.
+    if not data.validation:
+        raise FtrayError("data.validation: a streamed training set needs its own validation file")
+    if data.test_split:
+        raise FtrayError("data.test_split: a streamed training set needs data.test instead")
+    if data.fraction < 1:
+        raise FtrayError("data.fraction: cannot subsample a streamed training set")
+    rows, exact = source.count_rows()
+    return TrainStream(source, rows, exact)

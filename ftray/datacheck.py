@@ -70,7 +70,7 @@ def check_data(spec: JobSpec, splits: Splits | None = None) -> DataReport:
     findings += [TASK_CHECKS[name](splits, limits) for name in task.content_checks]
     return DataReport(
         findings,
-        len(splits.train),
+        splits.train_rows,
         len(splits.validation),
         splits.labels,
         splits.groups,
@@ -224,8 +224,16 @@ def _key(example: dict, task: Task) -> str:
 
 
 def _sizes(splits: Splits) -> Finding:
-    train, validation = len(splits.train), len(splits.validation)
+    train, validation = splits.train_rows, len(splits.validation)
     details = {"train": train, "validation": validation}
+    if splits.stream:  # the checks below see only this sample of a streamed set
+        details["train_checked"] = len(splits.train)
+        about = "" if splits.stream.exact else "about "
+        message = (
+            f"{about}{train} train (streamed; these checks read its first {len(splits.train)}), "
+            f"{validation} validation examples"
+        )
+        return Finding("split_sizes", "ok", message, details)
     if train < MIN_TRAIN or validation < MIN_VALIDATION:
         return Finding(
             "split_sizes",

@@ -13,7 +13,6 @@ import resource
 import tempfile
 import time
 from functools import partial
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from ftray.checkpointing import EXPORT_SCORE, TrainState, load_checkpoint, save_checkpoint
-from ftray.data import load_splits
+from ftray.data import load_splits, normalize, read_rows
 from ftray.deepspeed_config import deepspeed_config
 from ftray.early_stopping import EarlyStopping
 from ftray.encoding import Collator, model_logits
@@ -41,7 +40,9 @@ from ftray.schedule import lr_schedule, schedule_for
 from ftray.session import Session
 from ftray.spec import JobSpec
 from ftray.strategies import get_strategy
+from ftray.streaming import StreamedTrainData, filler_batch
 from ftray.tasks import encode, get_task, make_evaluator
+from ftray.train_data import InMemoryTrainData, TrainData
 
 PROGRESS_INTERVAL_S = 2.0  # progress events are for humans; keep them cheap
 
@@ -72,17 +73,18 @@ class Recipe:
     def run(self) -> None:
         self.setup_data()
         self.setup_model()
-        self.setup_loader()
+        self.setup_loader()  # after the model: packing probes it
         self.setup_engine()
         self.resume()
         self.train()
 
     def setup_data(self) -> None:
-        """Every worker encodes the (small) dataset and trains on its own shard of it."""
+        """The validation set, encoded on every worker; the training set encoded here too when
+        it is small, or streamed by Ray Data (`setup_loader`) when the driver says so."""
         spec = self.spec
         self.splits = load_splits(spec)
         self.tokenizer = load_tokenizer(spec.model.name, spec.data.chat.template)
-        encode_split = partial(
+        self.encode_split = partial(
             encode,
             task=self.task,
             tokenizer=self.tokenizer,
@@ -90,26 +92,38 @@ class Recipe:
             groups=self.splits.groups,
             max_length=spec.model.max_length,
         )
-        self.train_set = encode_split(self.splits.train)
-        self.validation_set = encode_split(self.splits.validation)
+        self.validation_set = self.encode_split(self.splits.validation)
         pad_to = 8 if self.device.type == "cuda" else None
         self.collate = Collator(self.tokenizer.pad_token_id, pad_to_multiple_of=pad_to)
+        self.shard = self.session.dataset_shard("train") if self.splits.stream else None
 
     def setup_loader(self) -> None:
-        """This worker's shard of the training rows: the examples, or packed rows of them."""
-        train = self.spec.train
-        rows = self.train_set
+        """This worker's share of the training rows: a shard of the stream, or of the examples
+        (packed, with `train.packing`) read into memory."""
+        spec, train = self.spec, self.spec.train
+        if self.shard is not None:
+            filler = filler_batch(self.collate, self.validation_set[0])
+            self.data: TrainData = StreamedTrainData(
+                self.shard, self.collate, filler, spec, self.rank
+            )
+            self.schedule = schedule_for(train, self.splits.train_rows, self.world)
+            return
+        if self.splits.stream:  # no Ray Data here (ftray.local): read the set whole
+            rows = read_rows(spec.data.train, spec.data.format, "data.train")
+            self.splits.train = normalize(rows, self.task, spec.data, "data.train")
+        examples = self.encode_split(self.splits.train)
         if train.packing:
             check_packing(self.model, len(self.tokenizer))
-            rows = pack(rows, self.spec.model.max_length)
-        self.sampler = ShardSampler(len(rows), self.rank, self.world, seed=train.seed)
-        self.loader: DataLoader = DataLoader(
-            rows,  # type: ignore[arg-type]  # a list of feature dicts is a map-style dataset
+            examples = pack(examples, spec.model.max_length)
+        self.schedule = schedule_for(train, len(examples), self.world)
+        sampler = ShardSampler(len(examples), self.rank, self.world, seed=train.seed)
+        loader: DataLoader = DataLoader(
+            examples,  # type: ignore[arg-type]  # a list of feature dicts is a map-style dataset
             batch_size=train.batch_size,
-            sampler=self.sampler,
+            sampler=sampler,
             collate_fn=self.collate,
         )
-        self.schedule = schedule_for(train, len(rows), self.world)
+        self.data = InMemoryTrainData(loader, sampler, self.schedule, train.batch_size)
 
     def setup_model(self) -> None:
         """Pretrained weights (the same head init on every rank), then the strategy's part."""
@@ -178,6 +192,7 @@ class Recipe:
         with self.session.restore() as checkpoint:
             if checkpoint is not None:
                 self.state = load_checkpoint(self.engine, checkpoint)
+                self.data.restore(checkpoint, self.state)
                 self.state.resumed_from = {
                     "epoch": self.state.epoch,
                     "step": self.state.global_step,
@@ -199,25 +214,35 @@ class Recipe:
 
     def train(self) -> None:
         """Micro-batches until the epochs or max_steps run out, or early stopping says so."""
-        state, schedule = self.state, self.schedule
-        done = state.global_step >= schedule.total_steps or state.stopped_early
+        state = self.state
+        done = self.finished()
         while not done:
             self.engine.train()
-            self.sampler.set_epoch(
-                state.epoch, skip=state.micro_in_epoch * self.spec.train.batch_size
-            )
             self.step_started = time.perf_counter()
-            for batch in islice(self.loader, schedule.micro_per_epoch - state.micro_in_epoch):
+            trained_any = False
+            for batch, last in self.data.batches(state.epoch, state.micro_in_epoch):
+                trained_any = True
                 loss = self.micro_step(batch)
-                stepped, end_of_epoch = self.advance()
+                stepped, end_of_epoch = self.advance(last)
                 if not stepped:
                     continue
-                done = state.global_step >= schedule.total_steps
+                done = self.finished()
                 self.report_progress(loss, done)
                 if self.evaluation_due(end_of_epoch) or done:
                     done = self.evaluate_and_checkpoint(done)
                 if done:
                     break
+            if not trained_any:
+                raise FtrayError(f"data.train: no training rows left in epoch {state.epoch + 1}")
+
+    def finished(self) -> bool:
+        """The epochs are done, max_steps is reached, or early stopping stopped the run."""
+        state, train = self.state, self.spec.train
+        return (
+            state.stopped_early
+            or state.epoch >= train.epochs
+            or bool(train.max_steps and state.global_step >= train.max_steps)
+        )
 
     def micro_step(self, batch: dict[str, torch.Tensor]) -> float:
         """Forward, backward and (at the accumulation boundary) DeepSpeed's step; the loss."""
@@ -231,11 +256,10 @@ class Recipe:
         self.window += torch.tensor([loss_sum.item(), positions, correct, predicted, tokens])
         return loss_sum.item() / max(positions, 1)
 
-    def advance(self) -> tuple[bool, bool]:
+    def advance(self, end_of_epoch: bool) -> tuple[bool, bool]:
         """Count the micro-batch: (an optimizer step ended, the epoch ended)."""
         state = self.state
         state.micro_in_epoch += 1
-        end_of_epoch = state.micro_in_epoch == self.schedule.micro_per_epoch
         if end_of_epoch:
             state.epoch, state.micro_in_epoch = state.epoch + 1, 0
         elif state.micro_in_epoch % self.spec.train.gradient_accumulation_steps:
@@ -296,6 +320,7 @@ class Recipe:
             save_checkpoint(
                 self.engine, state, Path(directory), self.rank, tokenizer=tokenizer, metrics=metrics
             )
+            self.data.save(Path(directory), state, self.rank)
             self.session.report(metrics, Path(directory))
         self.session.progress(
             {"kind": "eval", "metrics": state.history[-1], "numbers": _numbers(metrics)}

@@ -30,10 +30,14 @@ class Plan:
         return self.trainable_params / self.total_params if self.total_params else 0.0
 
     def summary(self) -> str:
-        test = f" / {len(self.splits.test)} test" if self.splits.test else ""
+        splits, stream = self.splits, self.splits.stream
+        test = f" / {len(splits.test)} test" if splits.test else ""
+        train = f"{splits.train_rows}"
+        if stream:
+            about = "" if stream.exact else "about "
+            train = f"{about}{stream.rows} streamed (checks on its first {len(splits.train)})"
         return (
-            f"{len(self.splits.train)} train / {len(self.splits.validation)} validation{test} "
-            "examples; "
+            f"{train} train / {len(splits.validation)} validation{test} examples; "
             f"trainable parameters {self.trainable_params:,} of {self.total_params:,} "
             f"({100 * self.trainable_share:.2f}%)"
         )
@@ -43,6 +47,8 @@ def plan_job(spec: JobSpec) -> Plan:
 
     quiet_transformers()
     splits = load_splits(spec)
+    if splits.stream and spec.train.packing:
+        raise FtrayError("train.packing: not available for a streamed training set")
     user_overrides(spec)
     tokenizer = load_tokenizer(spec.model.name, spec.data.chat.template)
     model = load_task_model(

@@ -73,15 +73,28 @@ def cluster_capacity() -> dict[str, float]:
 
 
 def check_capacity(
-    workers: int, cpus_per_worker: float, use_gpu: bool, what: str = "scaling"
+    workers: int,
+    cpus_per_worker: float,
+    use_gpu: bool,
+    what: str = "scaling",
+    streamed: bool = False,
 ) -> None:
-    """Fail fast when the cluster can never fit the workers, instead of waiting for resources."""
+    """Fail fast when the cluster can never fit the workers, instead of waiting for resources.
+
+    A streamed training set also needs a CPU beside the workers: Ray Data's read and tokenize
+    tasks take one each, and with every CPU held by a worker they would wait forever."""
     capacity = cluster_capacity()
     need_cpu = workers * cpus_per_worker
     if need_cpu > capacity.get("CPU", 0):
         raise FtrayError(
             f"{what}.num_workers: {workers} workers x {cpus_per_worker:g} CPU need {need_cpu:g} "
             f"CPUs but the Ray cluster has {capacity.get('CPU', 0):g}"
+        )
+    if streamed and need_cpu + 1 > capacity.get("CPU", 0):
+        raise FtrayError(
+            f"{what}.cpus_per_worker: {workers} workers x {cpus_per_worker:g} CPU leave no CPU "
+            f"of the cluster's {capacity.get('CPU', 0):g} for Ray Data to stream the training "
+            "set; use fewer or smaller workers (e.g. cpus_per_worker: 0.5)"
         )
     if use_gpu and workers > capacity.get("GPU", 0):
         raise FtrayError(

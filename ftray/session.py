@@ -33,6 +33,9 @@ class Session(Protocol):
     def progress(self, event: dict[str, Any]) -> None:
         """A progress event from rank 0 for the driver's display; must never block training."""
 
+    def dataset_shard(self, name: str) -> Any:
+        """This worker's shard of a dataset the driver streams (Ray Data), or None."""
+
 
 class RaySession:
     """Inside a Ray Train worker; progress goes to a driver-side actor when one is given."""
@@ -74,6 +77,14 @@ class RaySession:
         if self._sink is not None and self.world_rank == 0:
             self._sink.push.remote({**event, "run": self._run})
 
+    def dataset_shard(self, name: str) -> Any:
+        import ray.train
+
+        try:
+            return ray.train.get_dataset_shard(name)
+        except (KeyError, ValueError):  # the driver passed no such dataset
+            return None
+
 
 class LocalSession:
     """A plain process, alone or one of a torchrun group (it reads torchrun's RANK variables).
@@ -111,6 +122,9 @@ class LocalSession:
         target = self.root / checkpoint_name(metrics["step"])
         shutil.copytree(checkpoint, target, dirs_exist_ok=True)
         self.reports.append(metrics)
+
+    def dataset_shard(self, name: str) -> Any:
+        return None  # no Ray Data here: a streamed set is read whole (ftray.local)
 
     def progress(self, event: dict[str, Any]) -> None:
         if self._on_progress is not None and self.world_rank == 0:

@@ -122,6 +122,10 @@ class DataSpec(Section):
     group_field: str | None = None  # per-slice metrics (e.g. a demographic or product group)
     max_slice_gap: float = Field(0.1, ge=0, le=1)  # flag slices this far below the best one
     fraction: float = Field(1.0, gt=0, le=1)  # train on a seeded subset (data-efficiency studies)
+    # Stream the training set through Ray Data instead of reading it into every worker; auto:
+    # when it is remote (s3://) or large (ftray.sources.STREAM_ABOVE_BYTES).
+    streaming: bool | Literal["auto"] = "auto"
+    shuffle_buffer: int = Field(10_000, gt=0)  # rows a streaming worker shuffles among
     seed: int = 0
     checks: DataChecksSpec = DataChecksSpec()
 

@@ -3,7 +3,8 @@ Submission API on the head node's dashboard port (http://HEAD:8265).
 
 The job spec is validated and its data read here, before anything is sent: a job that cannot work
 is refused on the submitter's machine. The spec and its local data files travel in the job's
-`working_dir` (data paths rewritten to the copies); the cluster needs ftray installed (or `pip`)
+`working_dir` (data paths rewritten to the copies; `s3://` data is read by the cluster, and only
+a sample of its first rows here); the cluster needs ftray installed (or `pip`)
 and nothing else from the submitter's disk. Credentials travel as environment variables named by
 the submitter and read from its environment (`--env`: Ray stores their values with the job),
 or as files already on every node (`--secret-file`, `ftray.secrets`: only the path travels);
@@ -69,7 +70,9 @@ def package(job: str | Path, overrides: tuple[str, ...] | list[str], directory: 
     data = raw.setdefault("data", {})
     for field in ("train", "validation"):
         source = getattr(spec.data, field)
-        if source:
+        if source and not Path(source).is_file():  # s3:// data stays; a local set must be shared
+            data[field] = source if "://" in source else str(Path(source).expanduser().resolve())
+        elif source:
             copy = f"{DATA_DIR}/{field}-{Path(source).name}"
             shutil.copyfile(source, directory / copy)
             data[field] = copy

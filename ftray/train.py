@@ -18,6 +18,7 @@ from rich.console import Console
 from ftray import plugins, storage, tracking
 from ftray.artefacts import register_output
 from ftray.checkpointing import EXPORT_SCORE, MODEL_DIR
+from ftray.data import load_splits, train_stream
 from ftray.datacheck import DataReport, Finding, check_data
 from ftray.errors import USER_ERRORS, FtrayError
 from ftray.evaluate import output_files, score_examples
@@ -34,6 +35,7 @@ from ftray.runtime import (
     ray_runtime,
 )
 from ftray.spec import JobSpec
+from ftray.streaming import train_dataset, whole_split_config
 from registry import Registry
 
 
@@ -56,6 +58,7 @@ def build_trainer(
 
     scaling = spec.scaling
     use_gpu = resolve_use_gpu(spec)
+    datasets = streamed_datasets(spec)
     return TorchTrainer(
         ray_train_worker,
         train_loop_config={
@@ -83,7 +86,16 @@ def build_trainer(
             ),
             callbacks=callbacks or [],
         ),
+        datasets=datasets or None,
+        dataset_config=whole_split_config() if datasets else None,
     )
+
+
+def streamed_datasets(spec: JobSpec) -> dict[str, Any]:
+    """{"train": the Ray Dataset} when the training set is streamed (`ftray.streaming`)."""
+    if train_stream(spec.data) is None:
+        return {}
+    return {"train": train_dataset(spec, load_splits(spec))}
 
 
 def show_data_warnings(report: DataReport, console: Console) -> None:
@@ -122,7 +134,8 @@ def train(
     with tracking.tracked(spec, run, kind="train") as tracker:
         with ray_runtime(address, verbose):
             use_gpu = resolve_use_gpu(spec)
-            check_capacity(spec.scaling.num_workers, spec.scaling.cpus_per_worker, use_gpu)
+            scaling, streamed = spec.scaling, plan.splits.stream is not None
+            check_capacity(scaling.num_workers, scaling.cpus_per_worker, use_gpu, streamed=streamed)
             check_storage_reachable(spec.checkpoint.storage_path, spec.checkpoint.shared_filesystem)
             sink = make_sink()
             trainer = build_trainer(spec, run, sink)

@@ -7,14 +7,16 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import psutil
 import pytest
 import torch
-from conftest import EXAMPLES, ROOT, TEMPLATED, make_spec, ner_raw, sentiment_raw
+from conftest import EXAMPLES, ROOT, TEMPLATED, make_spec, ner_raw, read_jsonl, sentiment_raw
 
 from ftray.checkpointing import TRAINER_STATE
 from ftray.data import load_splits
@@ -24,15 +26,22 @@ from ftray.models import load_tokenizer
 from ftray.results import ModelResult
 from ftray.runs import RESULT_FILE
 from ftray.runtime import ray_runtime
+from ftray.streaming import TRACE_ENV, example_id
 from ftray.tasks import encode
 from ftray.train import train
 from registry import BlobCache, Registry
 
 pytestmark = pytest.mark.slow
 
+# Streamed runs log the example ids each worker trains here (read by the exactly-once test).
+# Set before Ray starts, so that its worker processes inherit it.
+TRACE = Path(tempfile.mkdtemp(prefix="ftray-trace-"))
+os.environ[TRACE_ENV] = str(TRACE)
+
 
 @pytest.fixture(scope="module", autouse=True)
-def ray_session():
+def ray_session(s3_endpoint):
+    # The S3 server first: Ray's processes take their environment (AWS_ENDPOINT_URL) from it.
     with ray_runtime():
         yield
 
@@ -155,6 +164,21 @@ def wait_for_registered_checkpoint(storage: Path, timeout: float = 180) -> None:
     raise AssertionError("no checkpoint was registered")
 
 
+def train_killing_a_worker(spec, storage: Path) -> tuple[ModelResult, set[int]]:
+    """Train, SIGKILL one Train worker once a checkpoint is registered; the result and the
+    process ids of the first worker group."""
+    outcome: dict = {}
+    runner = threading.Thread(target=lambda: outcome.update(result=train(spec, progress=False)))
+    runner.start()
+    wait_for_registered_checkpoint(storage)
+    victims = worker_processes()
+    assert victims, "no Ray Train worker found"
+    victims[-1].send_signal(signal.SIGKILL)
+    runner.join(timeout=300)
+    assert outcome, "training did not finish"
+    return outcome["result"], {p.pid for p in victims}
+
+
 def test_a_killed_worker_is_replaced_and_training_continues_from_the_checkpoint(
     tmp_path, tiny_bert
 ):
@@ -168,18 +192,10 @@ def test_a_killed_worker_is_replaced_and_training_continues_from_the_checkpoint(
         ),
         tmp_path,
     )
-    outcome: dict = {}
-    runner = threading.Thread(target=lambda: outcome.update(result=train(spec, progress=False)))
-    runner.start()
-    wait_for_registered_checkpoint(tmp_path / "runs")
-    victims = worker_processes()
-    assert victims, "no Ray Train worker found"
-    victims[-1].send_signal(signal.SIGKILL)
-    runner.join(timeout=300)
-    assert outcome, "training did not finish"
-    resumed = outcome["result"].resumed_from
+    result, _ = train_killing_a_worker(spec, tmp_path / "runs")
+    resumed = result.resumed_from
     assert resumed is not None and resumed["step"] >= 10 and resumed["step"] % 10 == 0
-    steps = [row["step"] for row in outcome["result"].history]
+    steps = [row["step"] for row in result.history]
     assert steps == sorted(set(steps)) and steps[-1] == 200  # 2 epochs x 100 steps, none repeated
 
 
@@ -254,3 +270,49 @@ def test_the_sentiment_example_holds_up_on_its_hand_written_reviews(tmp_path):
     # The 171 hand-written reviews of the test split: measured 0.92 on this machine.
     assert result.test_examples == 171 and result.test_metrics["accuracy"] >= 0.88
     assert result.strategy == "full"
+
+
+def test_a_killed_worker_streaming_s3_parquet_trains_each_example_once(
+    tmp_path, tiny_bert, s3_endpoint
+):
+    """Ray Data streams Parquet from the S3 server; a worker killed mid-epoch is replaced and
+    the resumed epoch trains exactly the examples the checkpoint had not: each once."""
+    import boto3
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = read_jsonl(TEMPLATED / "templated-sentiment/train.jsonl")
+    s3 = boto3.client("s3")
+    for part in range(4):  # several files: Ray Data reads them in parallel
+        table = pa.Table.from_pylist(rows[part::4])
+        local = tmp_path / f"part-{part}.parquet"
+        pq.write_table(table, local)
+        s3.upload_file(str(local), "ftray-test", f"streamed/train/part-{part}.parquet")
+    spec = make_spec(
+        sentiment_raw(
+            tiny_bert,
+            data={
+                "train": "s3://ftray-test/streamed/train/",
+                "validation": str(TEMPLATED / "templated-sentiment/validation.jsonl"),
+                "group_field": "group",
+            },
+            # Half a CPU each: Ray Data needs one of the two to read and tokenize.
+            scaling={"num_workers": 2, "cpus_per_worker": 0.5},
+            strategy={"kind": "full"},
+            train={"epochs": 1, "eval_steps": 10, "batch_size": 8, "learning_rate": 3e-3},
+            checkpoint={"max_failures": 1},
+        ),
+        tmp_path,
+    )
+    result, first_attempt = train_killing_a_worker(spec, tmp_path / "runs")
+    assert result.resumed_from is not None and result.resumed_from["epoch"] == 0
+
+    batches = [json.loads(line) for f in TRACE.glob("*.jsonl") for line in f.open()]
+    before = [b for b in batches if b["pid"] in first_attempt]
+    after = [b for b in batches if b["pid"] not in first_attempt]
+    resumed_at = min(b["micro"] for b in after)  # the checkpoint's position in the epoch
+    assert 0 < resumed_at < max(b["micro"] for b in after)  # killed mid-epoch
+    kept = [i for b in before if b["micro"] < resumed_at for i in b["ids"]]
+    retrained = [i for b in after for i in b["ids"]]
+    assert Counter(kept + retrained) == Counter(example_id(row) for row in rows)
+    assert {b["rank"] for b in after} == {0, 1}  # both workers of the new group trained

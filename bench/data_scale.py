@@ -1,0 +1,134 @@
+"""Does a worker's memory and start-up stay flat as the training set grows? Streamed (Ray Data,
+Parquet on an S3 server) against in-memory (every worker reads and encodes the whole set),
+measured in one run.
+
+    python bench/data_scale.py [--steps 150] [--large 1000000]
+
+Each run: `ftray.train`, 2 workers x 0.5 CPU (the other CPU is Ray Data's), a tiny random BERT,
+batch 32, `max_steps` optimizer steps, generated rows (seeded templates, two labels). Runs:
+in-memory 10k and 100k rows (local JSONL), streamed 10k and `--large` rows (Parquet on moto's
+S3 server). Prints per-worker peak RSS, worker start-up (process start to the first step: data,
+model, engine) and steady-state samples/s, with the ratios large / 10k for each path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+from s3server import start_s3  # noqa: E402  (beside this script, on sys.path)
+
+from ftray.spec import spec_from_dict  # noqa: E402
+
+SUBJECTS = ["the kettle", "this lamp", "the novel", "our tent", "the film", "that blender"]
+GOOD = ["works well", "is a delight", "exceeded what we hoped", "holds up nicely"]
+BAD = ["broke quickly", "is a letdown", "wasted our money", "falls apart"]
+EXTRA = ["after a month", "on day one", "for the price", "in the rain", "at home", ""]
+
+
+def rows(count: int, seed: int) -> list[dict]:
+    """Generated reviews: subject + verdict + context; the verdict decides the label."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        positive = rng.random() < 0.5
+        verdict = rng.choice(GOOD if positive else BAD)
+        text = f"{rng.choice(SUBJECTS)} {verdict} {rng.choice(EXTRA)} #{rng.randrange(10**6)}"
+        out.append({"text": text.strip(), "label": "positive" if positive else "negative"})
+    return out
+
+
+def write_jsonl(path: Path, data: list[dict]) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in data))
+    return str(path)
+
+
+def upload_parquet(count: int, prefix: str, work: Path, files: int = 20) -> str:
+    import boto3
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    s3 = boto3.client("s3")
+    per_file = -(-count // files)
+    for part in range(files):
+        chunk = rows(min(per_file, count - part * per_file), seed=1000 + part)
+        local = work / f"{prefix}-{part}.parquet"
+        pq.write_table(pa.Table.from_pylist(chunk), local)
+        s3.upload_file(str(local), "bench", f"{prefix}/part-{part:03d}.parquet")
+        local.unlink()
+    return f"s3://bench/{prefix}/"
+
+
+def run(model: Path, train: str, validation: str, steps: int, work: Path, streamed: bool):
+    from ftray.train import train as train_job
+
+    spec = spec_from_dict(
+        {
+            "name": "data-scale",
+            "model": {"name": str(model), "max_length": 32},
+            "data": {"train": train, "validation": validation, "streaming": streamed},
+            "strategy": {"kind": "full"},
+            "train": {"epochs": 1, "max_steps": steps, "batch_size": 32, "learning_rate": 1e-3},
+            "scaling": {"num_workers": 2, "cpus_per_worker": 0.5},
+            "checkpoint": {"storage_path": str(work / "runs"), "output_dir": str(work / "out")},
+        }
+    )
+    started = time.perf_counter()
+    result = train_job(spec, progress=False)
+    return {
+        "peak_rss_mb": round(result.metrics["peak_memory_mb"], 1),
+        "worker_startup_s": round(result.timings.startup_s or 0, 2),
+        "samples_per_s": round(result.timings.samples_per_second or 0, 1),
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--large", type=int, default=1_000_000)
+    args = parser.parse_args()
+
+    from ftray.runtime import ray_runtime
+    from ftray.tiny_models import build_tiny_model
+
+    server: Any = start_s3()  # moto on 127.0.0.1, bucket "bench"
+    figures: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="ftray-data-scale-") as tmp:
+        work = Path(tmp)
+        model = build_tiny_model(work / "bert", [r["text"] for r in rows(2000, 7)], "bert")
+        validation = write_jsonl(work / "validation.jsonl", rows(1000, seed=99))
+        sources = {
+            "in-memory 10k": (write_jsonl(work / "10k.jsonl", rows(10_000, 1)), False),
+            "in-memory 100k": (write_jsonl(work / "100k.jsonl", rows(100_000, 2)), False),
+            "streamed 10k": (upload_parquet(10_000, "s10k", work), True),
+            f"streamed {args.large // 1000}k": (upload_parquet(args.large, "slarge", work), True),
+        }
+        with ray_runtime():
+            for name, (train, streamed) in sources.items():
+                figures[name] = run(model, train, validation, args.steps, work / name, streamed)
+                print(name, figures[name], flush=True)
+    server.stop()
+    names = list(figures)
+    print(json.dumps(figures, indent=1))
+    for path, (small, large) in {"in-memory": names[:2], "streamed": names[2:]}.items():
+        a, b = figures[small], figures[large]
+        print(
+            f"{path}: {large} / {small}: peak RSS {b['peak_rss_mb'] / a['peak_rss_mb']:.2f}x, "
+            f"worker start-up {b['worker_startup_s'] / a['worker_startup_s']:.2f}x, "
+            f"samples/s {b['samples_per_s'] / a['samples_per_s']:.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
