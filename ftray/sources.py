@@ -86,7 +86,7 @@ class Source:
             return ray.data.read_parquet(files, filesystem=fs)
         if self.format == "csv":
             return ray.data.read_csv(files, filesystem=fs)
-        return ray.data.read_json(files, filesystem=fs, lines=True)
+        return ray.data.read_json(files, filesystem=fs)  # pyarrow's reader: one object a line
 
 
 def resolve(ref: str, fmt: str, what: str) -> Source:

@@ -16,7 +16,16 @@ from pathlib import Path
 import psutil
 import pytest
 import torch
-from conftest import EXAMPLES, ROOT, TEMPLATED, make_spec, ner_raw, read_jsonl, sentiment_raw
+from conftest import (
+    EXAMPLES,
+    ROOT,
+    TEMPLATED,
+    make_spec,
+    ner_raw,
+    read_jsonl,
+    sentiment_raw,
+    write_jsonl,
+)
 
 from ftray.checkpointing import TRAINER_STATE
 from ftray.data import load_splits
@@ -316,3 +325,24 @@ def test_a_killed_worker_streaming_s3_parquet_trains_each_example_once(
     retrained = [i for b in after for i in b["ids"]]
     assert Counter(kept + retrained) == Counter(example_id(row) for row in rows)
     assert {b["rank"] for b in after} == {0, 1}  # both workers of the new group trained
+
+
+def test_ray_data_reads_each_format_as_the_in_memory_reader_does(tmp_path):
+    import csv
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ftray.sources import resolve
+
+    rows = read_jsonl(TEMPLATED / "templated-sentiment/train.jsonl")[:50]
+    jsonl = write_jsonl(tmp_path / "rows.jsonl", rows)
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "rows.parquet")
+    with (tmp_path / "rows.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    for path in (jsonl, tmp_path / "rows.parquet", tmp_path / "rows.csv"):
+        source = resolve(str(path), "auto", "data.train")
+        streamed = source.ray_dataset().take_all()
+        assert sorted(map(example_id, streamed)) == sorted(map(example_id, rows)), path.name
