@@ -114,12 +114,12 @@ def whole_split_config() -> Any:
     """Ray Train's DataConfig, splitting the training set without dropping rows."""
     from ray.train import DataConfig
 
-    class WholeSplit(DataConfig):
+    class WholeSplit(DataConfig):  # DataConfig.configure is Ray's extension point for this
         def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
             output: list[dict[str, Any]] = [{} for _ in range(world_size)]
             for name, dataset in datasets.items():
                 dataset = dataset.copy(dataset)
-                dataset.context.execution_options = self._resolve_execution_options(name)
+                dataset.context.execution_options = self.default_ingest_options()
                 for index, split in enumerate(dataset.streaming_split(world_size, equal=False)):
                     output[index][name] = split
             return output
@@ -211,16 +211,17 @@ class StreamedTrainData:
             else:
                 batch, ids = current
                 self.trained.append(ids)  # counted before it trains: a checkpoint comes after
-                self._trace(epoch, micro, ids)
+                self._trace(epoch, resumed_micro, micro, ids)
                 yield batch, last
             micro += 1
             if last:
                 return
             current = following
 
-    def _trace(self, epoch: int, micro: int, ids: np.ndarray) -> None:
+    def _trace(self, epoch: int, started: int, micro: int, ids: np.ndarray) -> None:
+        """`started`: the micro-batch this pass over the epoch began at (a resumed one's > 0)."""
         if directory := os.environ.get(TRACE_ENV):
-            line = {"pid": os.getpid(), "rank": self.rank, "epoch": epoch, "micro": micro}
+            line = {"rank": self.rank, "epoch": epoch, "started": started, "micro": micro}
             with open(Path(directory) / f"{os.getpid()}.jsonl", "a") as trace:
                 trace.write(json.dumps({**line, "ids": ids.tolist()}) + "\n")
 
