@@ -42,17 +42,20 @@ from registry import BlobCache, Registry
 
 pytestmark = pytest.mark.slow
 
-# Streamed runs log the example ids each worker trains here (read by the exactly-once test).
-# Set before Ray starts, so that its worker processes inherit it.
+# Streamed runs of this module log the example ids each worker trains here (read by the
+# exactly-once test); set while its Ray session starts, so that the workers inherit it.
 TRACE = Path(tempfile.mkdtemp(prefix="ftray-trace-"))
-os.environ[TRACE_ENV] = str(TRACE)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_session(s3_endpoint):
     # The S3 server first: Ray's processes take their environment (AWS_ENDPOINT_URL) from it.
-    with ray_runtime():
-        yield
+    os.environ[TRACE_ENV] = str(TRACE)
+    try:
+        with ray_runtime():
+            yield
+    finally:
+        os.environ.pop(TRACE_ENV)
 
 
 def accuracy_in_process(model_dir: Path, spec) -> float:
@@ -289,6 +292,8 @@ def test_a_killed_worker_streaming_s3_parquet_trains_each_example_once(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    for trace in TRACE.glob("*.jsonl"):  # only this test's run
+        trace.unlink()
     rows = read_jsonl(TEMPLATED / "templated-sentiment/train.jsonl")
     s3 = boto3.client("s3")
     for part in range(4):  # several files: Ray Data reads them in parallel
