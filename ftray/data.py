@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ftray import sources
+from ftray import sources, storage
 from ftray.errors import FtrayError
 from ftray.fields import label_value
 from ftray.sources import FORMATS, Source
@@ -77,14 +77,11 @@ def read_rows(path: str, fmt: str = "auto", what: str = "data.train") -> list[di
 
 def _plain_path(path: str) -> bool:
     """A local path that is not a directory or a glob: read here, with row-exact messages."""
-    return "://" not in path and not any(c in path for c in "*?[") and not _is_dir(path)
-
-
-def _is_dir(path: str) -> bool:
-    try:
-        return Path(path).expanduser().is_dir()
-    except (OSError, ValueError):
-        return False
+    return (
+        "://" not in path
+        and not any(c in path for c in "*?[")
+        and not storage.is_directory(Path(path).expanduser())
+    )
 
 
 def _read_format(file: Path, fmt: str, what: str) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,12 @@ class EncodeRows:
     """Raw rows -> the task's features plus `example_id` (a picklable Ray Data function)."""
 
     def __init__(self, spec: dict[str, Any], labels: list[str], groups: list[str]) -> None:
-        self.spec, self.labels, self.groups = spec, labels, groups
+        self.raw_spec, self.labels, self.groups = spec, labels, groups
+
+    @cached_property
+    def spec(self) -> JobSpec:
+        """Validated once per process, not per batch (it travels as plain JSON)."""
+        return JobSpec.model_validate(self.raw_spec)
 
     def __call__(self, table: Any) -> Any:
         import pyarrow as pa
@@ -81,7 +86,7 @@ class EncodeRows:
         from ftray.data import normalize
         from ftray.tasks import encode, get_task
 
-        spec = JobSpec.model_validate(self.spec)
+        spec = self.spec
         rows = table.to_pylist()
         examples = normalize(rows, spec.model.task, spec.data, "data.train (a streamed batch)")
         known, task = set(self.labels), get_task(spec.model.task)

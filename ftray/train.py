@@ -18,7 +18,7 @@ from rich.console import Console
 from ftray import plugins, storage, tracking
 from ftray.artefacts import register_output
 from ftray.checkpointing import EXPORT_SCORE, MODEL_DIR
-from ftray.data import load_splits, train_stream
+from ftray.data import Splits, load_splits, train_stream
 from ftray.datacheck import DataReport, Finding, check_data
 from ftray.errors import USER_ERRORS, FtrayError
 from ftray.evaluate import output_files, score_examples
@@ -50,15 +50,20 @@ def ray_train_worker(config: dict[str, Any]) -> None:
 
 
 def build_trainer(
-    spec: JobSpec, run: str, progress_sink: Any = None, callbacks: list | None = None
+    spec: JobSpec,
+    run: str,
+    progress_sink: Any = None,
+    callbacks: list | None = None,
+    splits: Splits | None = None,
 ):
-    """A TorchTrainer for the job (Tune trials build theirs with this too)."""
+    """A TorchTrainer for the job (Tune trials build theirs with this too); `splits`, when the
+    driver has them already, spare reading a streamed set's sample again."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     scaling = spec.scaling
     use_gpu = resolve_use_gpu(spec)
-    datasets = streamed_datasets(spec)
+    datasets = streamed_datasets(spec, splits)
     return TorchTrainer(
         ray_train_worker,
         train_loop_config={
@@ -91,11 +96,13 @@ def build_trainer(
     )
 
 
-def streamed_datasets(spec: JobSpec) -> dict[str, Any]:
+def streamed_datasets(spec: JobSpec, splits: Splits | None = None) -> dict[str, Any]:
     """{"train": the Ray Dataset} when the training set is streamed (`ftray.streaming`)."""
-    if train_stream(spec.data) is None:
-        return {}
-    return {"train": train_dataset(spec, load_splits(spec))}
+    if splits is None:
+        if train_stream(spec.data) is None:  # not streamed: no need to read the data here
+            return {}
+        splits = load_splits(spec)
+    return {"train": train_dataset(spec, splits)} if splits.stream else {}
 
 
 def show_data_warnings(report: DataReport, console: Console) -> None:
@@ -138,7 +145,7 @@ def train(
             check_capacity(scaling.num_workers, scaling.cpus_per_worker, use_gpu, streamed=streamed)
             check_storage_reachable(spec.checkpoint.storage_path, spec.checkpoint.shared_filesystem)
             sink = make_sink()
-            trainer = build_trainer(spec, run, sink)
+            trainer = build_trainer(spec, run, sink, splits=plan.splits)
             launched = time.time()
             listeners = [tracker.on_event]
             with ProgressDisplay(
