@@ -324,6 +324,33 @@ def test_s3_objects_are_readable_with_plain_boto3(s3_endpoint, tmp_path):
         registry.store.head("models/m/versions/000002.json")
 
 
+@pytest.mark.parametrize("crt", ["1", "0"])
+def test_each_blob_transfer_leaves_the_whole_file_in_place_when_it_returns(
+    s3_endpoint, tmp_path, monkeypatch, crt
+):
+    """Both transfer clients, uploads and downloads back to back, sizes from empty to multipart.
+    On the CRT, a download's `result()` returns before its temporary file is renamed into
+    place: reading the file straight after it failed 20 of 90 times here before the wait."""
+    if crt == "1":
+        pytest.importorskip("awscrt")
+    monkeypatch.setenv("FTRAY_S3_CRT", crt)
+    store = S3Store(f"s3://ftray-test/transfers-{crt}")
+    assert store.transfers.name == ("crt" if crt == "1" else "s3transfer")
+    sizes = [0, 1, 10, 5000] * 10 + [9 * 2**20]
+    for index, size in enumerate(sizes):
+        data = os.urandom(size)
+        sent, got = tmp_path / f"sent-{index}", tmp_path / f"got-{index}"
+        sent.write_bytes(data)
+        store.upload(f"blob-{index}", sent)
+        store.download(f"blob-{index}", got)
+        assert got.read_bytes() == data, f"blob {index} of {size} bytes"
+
+
+def test_a_transfer_from_a_missing_object_is_one_line(s3_endpoint, tmp_path):
+    with pytest.raises(NotFound, match="no-such-blob not found"):
+        S3Store("s3://ftray-test/transfers").download("no-such-blob", tmp_path / "x")
+
+
 class DeleteHookStore(LocalStore):
     """A local store that runs `hook` once, just before the first blob is deleted: the moment
     a gc has decided and a concurrent registration can still slip in."""
