@@ -60,10 +60,12 @@ def _ray_session(address: str | None, verbose: bool, haproxy: bool) -> Iterator[
         )
         ray_internals.set_defaults(ray_internals.SERVE_FAST_PATH)
     with contextlib.ExitStack() as stack:
+        local_flags = {}
         if haproxy and "address" not in options:
-            stack.enter_context(ray_internals.loopback_haproxy())
+            local_flags = stack.enter_context(ray_internals.loopback_haproxy())
         try:
-            ray.init(**options)
+            with ray_internals.started_with(local_flags):
+                ray.init(**options)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise FtrayError(
                 f"--address: cannot reach the Ray cluster at {address}: {exc}"

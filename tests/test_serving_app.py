@@ -113,3 +113,27 @@ def test_the_body_limit_leaves_room_for_the_largest_valid_request():
     limits = Limits()
     largest = {"model": "m" * 200, "inputs": ["\u0001" * limits.max_chars] * limits.max_inputs}
     assert len(json.dumps(largest).encode()) <= limits.max_body_bytes
+
+
+def test_a_bug_is_answered_as_json_500_and_the_app_answers_the_next_request():
+    from fastapi import FastAPI
+    from starlette.testclient import TestClient
+
+    from serving.endpoint import BugsAnswerJson
+
+    app = FastAPI()
+    app.add_middleware(BugsAnswerJson)
+
+    @app.get("/bug")
+    async def bug() -> dict:
+        raise KeyError("a bug of ours")
+
+    @app.get("/fine")
+    async def fine() -> dict:
+        return {"ok": True}
+
+    client = TestClient(app, raise_server_exceptions=False)
+    response = client.get("/bug")
+    assert response.status_code == 500
+    assert response.json()["error"]["type"] == "server_error"
+    assert client.get("/fine").json() == {"ok": True}
