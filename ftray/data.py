@@ -47,6 +47,14 @@ class Splits:
     def train_rows(self) -> int:
         return self.stream.rows if self.stream else len(self.train)
 
+    def train_size(self, checks: str) -> str:
+        """The training set's size for people: a streamed one's count says whether it was
+        estimated, and what `checks` read of it (the sample in `train`)."""
+        if self.stream is None:
+            return f"{len(self.train)} train"
+        about = "" if self.stream.exact else "about "
+        return f"{about}{self.stream.rows} train (streamed; {checks} its first {len(self.train)})"
+
 
 def read_rows(path: str, fmt: str = "auto", what: str = "data.train") -> list[dict[str, Any]]:
     """All rows of a JSONL, CSV or Parquet file, or of a directory, glob or s3:// URI of them."""

@@ -228,11 +228,7 @@ def _sizes(splits: Splits) -> Finding:
     details = {"train": train, "validation": validation}
     if splits.stream:  # the checks below see only this sample of a streamed set
         details["train_checked"] = len(splits.train)
-        about = "" if splits.stream.exact else "about "
-        message = (
-            f"{about}{train} train (streamed; these checks read its first {len(splits.train)}), "
-            f"{validation} validation examples"
-        )
+        message = f"{splits.train_size('these checks read')}, {validation} validation examples"
         return Finding("split_sizes", "ok", message, details)
     if train < MIN_TRAIN or validation < MIN_VALIDATION:
         return Finding(

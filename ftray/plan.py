@@ -30,16 +30,12 @@ class Plan:
         return self.trainable_params / self.total_params if self.total_params else 0.0
 
     def summary(self) -> str:
-        splits, stream = self.splits, self.splits.stream
+        splits = self.splits
         test = f" / {len(splits.test)} test" if splits.test else ""
-        train = f"{splits.train_rows}"
-        if stream:
-            about = "" if stream.exact else "about "
-            train = f"{about}{stream.rows} streamed (checks on its first {len(splits.train)})"
+        sizes = f"{splits.train_size('checks on')} / {len(splits.validation)} validation{test}"
         return (
-            f"{train} train / {len(splits.validation)} validation{test} examples; "
-            f"trainable parameters {self.trainable_params:,} of {self.total_params:,} "
-            f"({100 * self.trainable_share:.2f}%)"
+            f"{sizes} examples; trainable parameters {self.trainable_params:,} of "
+            f"{self.total_params:,} ({100 * self.trainable_share:.2f}%)"
         )
 
 

@@ -309,7 +309,7 @@ def summarize(
         trainable_pct=round(100 * plan.trainable_share, 4),
         labels=plan.splits.labels,
         groups=plan.splits.groups,
-        train_examples=len(plan.splits.train),
+        train_examples=plan.splits.train_rows,  # all of a streamed set (estimated for JSONL/CSV)
         validation_examples=len(plan.splits.validation),
         timings=Timings(
             startup_s=(first_step - launched) if first_step else None,

@@ -98,7 +98,7 @@ def tune(
     spec.train.early_stopping.metric, spec.train.early_stopping.mode = metric, mode
     check_search_space(spec)
     plan = plan_job(spec)
-    max_t = spec.tune.scheduler.max_t or evaluations_per_trial(spec, len(plan.splits.train))
+    max_t = spec.tune.scheduler.max_t or evaluations_per_trial(spec, plan.splits.train_rows)
     experiment = resumable_run(spec, kind, TUNE_RESULT) if resume else new_run_name(spec, kind)
     console = Console(stderr=True)
     if progress:
@@ -109,11 +109,12 @@ def tune(
         )
     owned = nullcontext(tracker) if tracker else tracking.tracked(spec, experiment, kind=kind)
     with owned as parent:
+        streamed = plan.splits.stream is not None
         leaderboard, steps = run_trials(
             spec, experiment, metric, mode, max_t, console, resume, address, verbose, progress,
-            parent,
+            parent, streamed,
         )  # fmt: skip
-        account_compute(leaderboard, steps, spec, len(plan.splits.train), run_uri(spec, experiment))
+        account_compute(leaderboard, steps, spec, plan.splits.train_rows, run_uri(spec, experiment))
         summary = experiment_result(spec, experiment, metric, mode, max_t, leaderboard)
         finished = [row for row in leaderboard if row.best is not None]
         if finished:
@@ -176,8 +177,10 @@ def run_trials(
     verbose: bool,
     progress: bool,
     parent: tracking.Tracking,
+    streamed: bool,
 ) -> tuple[list[TrialRow], dict[str, int]]:
-    """The experiment's trials on Ray: a leaderboard row each, and the steps each trial ran."""
+    """The experiment's trials on Ray: a leaderboard row each, and the steps each trial ran. A
+    streamed training set keeps one CPU free for Ray Data's read and tokenize tasks."""
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no TensorBoard/CSV files
     import ray
 
@@ -187,11 +190,11 @@ def run_trials(
             int(max(s.scaling.num_workers for s in candidate_specs(spec))),
             spec.scaling.cpus_per_worker,
             resolve_use_gpu(spec),
+            streamed=streamed,
         )
         check_storage_reachable(spec.checkpoint.storage_path, spec.checkpoint.shared_filesystem)
-        concurrency = spec.tune.max_concurrent_trials or max(
-            1, int(cluster_capacity().get("CPU", 1) // per_trial)
-        )
+        free_cpus = cluster_capacity().get("CPU", 1) - (1 if streamed else 0)
+        concurrency = spec.tune.max_concurrent_trials or max(1, int(free_cpus // per_trial))
         table = TrialTable(list(spec.tune.search_space), metric, mode, console, enabled=progress)
         # Trials report their steps here; a trial stopped by the scheduler runs on until its
         # actor exits, and only these events (not Tune's last result) show how far it got.

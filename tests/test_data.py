@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import EXAMPLES, clm_raw, make_spec, ner_raw, sentiment_raw, write_jsonl
 
-from ftray.data import load_splits, read_rows, stratified_split
+from ftray.data import Splits, TrainStream, load_splits, read_rows, stratified_split
 from ftray.encoding import IGNORE, Collator
 from ftray.errors import FtrayError
 from ftray.models import load_tokenizer
@@ -180,3 +180,12 @@ def test_the_examples_load_for_all_three_tasks(tmp_path, tiny_bert, tiny_llama):
     clm = load_splits(make_spec(clm_raw(tiny_llama)))
     assert clm.labels == [] and len(clm.train) == 800
     assert (EXAMPLES / "ner/data/train.jsonl").exists()
+
+
+def test_a_training_set_says_how_its_size_was_found():
+    rows = [{"text": "fine", "label": "positive"}] * 3
+    assert Splits(train=rows, validation=rows).train_size("checks on") == "3 train"
+    estimated = TrainStream(source=None, rows=1000, exact=False)  # type: ignore[arg-type]
+    streamed = Splits(train=rows, validation=rows, stream=estimated)
+    assert streamed.train_rows == 1000
+    assert streamed.train_size("checks on") == "about 1000 train (streamed; checks on its first 3)"
