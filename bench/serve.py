@@ -58,21 +58,24 @@ SENTENCES = [
 PARAGRAPHS = [" ".join(SENTENCES[i : i + 5]) for i in range(0, len(SENTENCES) - 5)]
 
 
-def register_lora(root: Path, registry: Registry) -> str:
+def register_lora(
+    root: Path,
+    registry: Registry,
+    task: str = "sequence-classification",
+    labels: list[str] = LABELS,
+    name: str = "bench",
+) -> str:
+    """A LoRA version of MODEL for `task` (untrained: speed does not depend on its values)."""
     torch.manual_seed(0)
     strategy = get_strategy("adapter")
-    model = strategy.apply(
-        load_task_model(MODEL, "sequence-classification", LABELS),
-        strategy.config_type(),
-        "sequence-classification",
-    )
-    out = root / "lora"
+    model = strategy.apply(load_task_model(MODEL, task, labels), strategy.config_type(), task)
+    out = root / name
     model.save_pretrained(out)
     load_tokenizer(MODEL).save_pretrained(out)
-    spec = {"model": {"name": MODEL, "task": "sequence-classification"}}
-    result = {"task": "sequence-classification", "strategy": "adapter", "labels": LABELS}
+    spec = {"model": {"name": MODEL, "task": task}}
+    result = {"task": task, "strategy": "adapter", "labels": labels}
     (out / RESULT_FILE).write_text(json.dumps(result | {"spec": spec}))
-    return register_output(registry, out, "bench").ref
+    return register_output(registry, out, name).ref
 
 
 class Client:
