@@ -26,6 +26,10 @@ class PredictRequest(BaseModel):
     inputs: list[str] = Field(min_length=1)
 
 
+# A sampling seed torch's generators take: a 64-bit integer (a larger one failed a streamed
+# completion after its headers were sent, found by the schemathesis fuzz).
+Seed = Annotated[int, Field(ge=-(2**63), lt=2**64)] | None
+
 # OpenAI's `stop`: one string or up to four, where the completion ends before them.
 Stop = str | Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=4)] | None
 
@@ -42,7 +46,7 @@ class CompletionRequest(BaseModel):
     max_tokens: int = Field(16, ge=1)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    seed: int | None = None
+    seed: Seed = None
     stop: Stop = None
     n: int = Field(1, ge=1, le=1)
     stream: bool = False  # server-sent events in OpenAI's chunk format
@@ -61,7 +65,7 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    seed: int | None = None
+    seed: Seed = None
     stop: Stop = None
     n: int = Field(1, ge=1, le=1)
     stream: bool = False

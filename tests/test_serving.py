@@ -316,6 +316,14 @@ def test_an_alias_move_under_traffic_fails_no_request(endpoint):
         ),
         (
             "/v1/completions",
+            {"model": "lm:1", "prompt": "x", "seed": -(2**80), "stream": True},
+            None,
+            TOKEN,
+            422,
+            "seed: Input should be greater than or equal to",
+        ),
+        (
+            "/v1/completions",
             {"model": "lm:1", "prompt": ["x", "y"], "stream": True},
             None,
             TOKEN,
