@@ -42,7 +42,7 @@ class CompletionRequest(BaseModel):
     """OpenAI's /v1/completions; the fields ftray does not use are accepted and ignored."""
 
     model: str
-    prompt: str | list[str]
+    prompt: str | Annotated[list[str], Field(min_length=1)]  # an empty list is a 422, not a 5xx
     max_tokens: int = Field(16, ge=1)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)

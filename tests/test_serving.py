@@ -314,6 +314,7 @@ def test_an_alias_move_under_traffic_fails_no_request(endpoint):
             413,
             "max_tokens",
         ),
+        ("/v1/completions", {"model": "lm:1", "prompt": []}, None, TOKEN, 422, "prompt"),
         (
             "/v1/completions",
             {"model": "lm:1", "prompt": "x", "seed": -(2**80), "stream": True},
