@@ -46,7 +46,13 @@ from ftray.cli.base import ADDRESS_OPTION, JSON_OPTION, cli, emit, stdout
 @click.option(
     "--max-batch-size", default=16, show_default=True, type=int, help="1 turns batching off."
 )
-@click.option("--batch-wait-ms", default=1.0, show_default=True, type=float)
+@click.option(
+    "--batch-wait-ms",
+    default=1.0,
+    show_default=True,
+    type=float,
+    help="How long a batch waits to fill, under load (a lone request never waits).",
+)
 @click.option(
     "--poll-interval",
     "poll_interval_s",

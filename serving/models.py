@@ -127,9 +127,10 @@ class Models:
         self.version = serve.multiplexed(max_num_models_per_replica=capacity)(load_version)
         self.batches = self.batched_inputs = 0  # inputs per forward pass = their ratio
         self.streams: Counter[str] = Counter()  # streamed completions, finished or stopped
+        self.batch_wait_s = batch_wait_s  # under load; an idle replica answers at once
         # serve.batch's wrapper has these setters; its type stubs do not say so.
         self.batched.set_max_batch_size(max_batch_size)  # type: ignore
-        self.batched.set_batch_wait_timeout_s(batch_wait_s)  # type: ignore
+        self._pace_next_batch(requests_in_last=1)
 
     def _load_version_now(self, ref: str) -> LoadedVersion:
         files = version_files(self.registry, ref)
@@ -212,8 +213,16 @@ class Models:
         """A batch of requests, one forward per version."""
         self.batches += 1
         self.batched_inputs += sum(map(len, inputs))
+        self._pace_next_batch(requests_in_last=len(refs))
         self.bases.settle()
         return await answer_grouped(refs, inputs, options, self._forward)
+
+    def _pace_next_batch(self, requests_in_last: int) -> None:
+        """Wait for company only under load. A lone request (the last batch held one) goes at
+        once: waiting would only add `batch_wait_s` to its latency. When requests came
+        together, the next batch waits up to `batch_wait_s` for more, which fills it."""
+        wait = self.batch_wait_s if requests_in_last > 1 else 0.0
+        self.batched.set_batch_wait_timeout_s(wait)  # type: ignore  # not in serve.batch's stub
 
     async def _forward(self, ref: str, inputs: list[str], options: dict[str, Any]) -> list:
         version = await self.version(ref)

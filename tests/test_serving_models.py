@@ -68,3 +68,41 @@ def test_a_stream_whose_consumer_leaves_stops_generating(tmp_path, tiny_llama):
     got = asyncio.run(leave_after_two())
     assert len(got) == 2 and len(steps) == 2  # nothing was computed after the client left
     assert models.streams == {"stopped": 1} and models.bases.streaming[ref] == 0
+
+
+def test_a_lone_request_does_not_wait_for_company_but_requests_under_load_do(
+    tmp_path, tiny_bert, monkeypatch
+):
+    import asyncio
+    import time
+    from types import SimpleNamespace
+
+    from ray.serve import batching
+
+    # serve.batch reads one setting from its replica's context, which only Serve provides.
+    config = SimpleNamespace(_deployment_config=SimpleNamespace(max_ongoing_requests=64))
+    monkeypatch.setattr(batching.serve, "get_replica_context", lambda: config)
+
+    registry = Registry(LocalStore(tmp_path / "registry"), BlobCache(tmp_path / "cache"))
+    ref = register_output(registry, trained_output(tmp_path, tiny_bert, "full", 1), "clf").ref
+    wait = 0.5  # long enough that whether a batch waited shows beyond timing noise
+    models = Models(registry, batch_wait_s=wait)
+    version = models._load_version_now(ref)
+
+    async def timed_requests(count: int) -> float:
+        async def loaded(_ref):
+            return version
+
+        models.version = loaded  # the multiplexed loader needs a Serve replica
+        started = time.perf_counter()
+        await asyncio.gather(*(models.predict(ref, ["fine"], {}) for _ in range(count)))
+        return time.perf_counter() - started
+
+    async def scenario() -> list[float]:
+        return [await timed_requests(n) for n in (1, 3, 1, 1)]
+
+    lone, together, after_load, idle_again = asyncio.run(scenario())
+    assert lone < wait / 2  # an idle replica answers at once
+    assert together < wait / 2 and models.batches == 4  # the three came as one batch
+    assert after_load >= wait  # the batch before held three requests: it waited for more
+    assert idle_again < wait / 2
