@@ -79,7 +79,8 @@ def run(model: Path, train: str, validation: str, steps: int, work: Path, stream
             "model": {"name": str(model), "max_length": 32},
             "data": {"train": train, "validation": validation, "streaming": streamed},
             "strategy": {"kind": "full"},
-            "train": {"epochs": 1, "max_steps": steps, "batch_size": 32, "learning_rate": 1e-3},
+            # max_steps ends the run; a small set is trained for as many epochs as that takes.
+            "train": {"epochs": 100, "max_steps": steps, "batch_size": 32, "learning_rate": 1e-3},
             "scaling": {"num_workers": 2, "cpus_per_worker": 0.5},
             "checkpoint": {"storage_path": str(work / "runs"), "output_dir": str(work / "out")},
         }

@@ -25,6 +25,7 @@ from ftray.streaming import (
     EncodeRows,
     StreamedTrainData,
     TrainedIds,
+    block_rows,
     example_id,
     filler_batch,
 )
@@ -159,6 +160,14 @@ def test_a_resumed_epoch_skips_exactly_what_its_checkpoint_trained(tiny_bert, tm
     done_after = np.concatenate(new).tolist()
     assert len(done_after) == len(rows) - 24
     assert Counter(done_before + done_after) == Counter(example_id(r) for r in rows)
+
+
+def test_blocks_grow_with_the_set_but_each_worker_still_gets_many(tiny_bert):
+    raw = streamed_raw(tiny_bert, "s3://bucket/train/")
+    spec = make_spec(raw | {"scaling": {"num_workers": 2}})
+    assert block_rows(1_000, spec) == 256  # small sets: blocks of a tokenizer call
+    assert block_rows(100_000, spec) == 100_000 // 64  # 32 blocks a worker
+    assert block_rows(10_000_000, spec) == 4096  # a round trip per 4,096 rows at most
 
 
 def test_trained_ids_are_a_multiset():
