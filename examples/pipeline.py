@@ -46,7 +46,8 @@ def main() -> None:
     console = Console(stderr=True)
     started = time.time()
     spec = load_spec(JOB, ["registry.register_as=sentiment", "registry.aliases=[production]"])
-    with ray_runtime():  # one local Ray for training and serving
+    # One local Ray for training and serving; one replica, so HAProxy ingress as `ftray serve`.
+    with ray_runtime(haproxy=True):
         result = train(spec)
         registered = result.registered
         validation, test = result.metrics, result.test_metrics

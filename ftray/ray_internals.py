@@ -7,6 +7,7 @@ fails by name when a Ray upgrade removes or renames one, instead of ftray misbeh
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import socket
@@ -122,7 +123,7 @@ def loopback_haproxy() -> Iterator[dict[str, str]]:
         yield {}
         return
     with tempfile.TemporaryDirectory(prefix="ftray-haproxy-") as files:
-        ports = {name: free_loopback_port() for name in (*HAPROXY_PORTS, *FALLBACK_PROXY_PORTS)}
+        ports = {name: late_bind_port() for name in (*HAPROXY_PORTS, *FALLBACK_PROXY_PORTS)}
         own = [ports[name] for name in HAPROXY_PORTS]
         yield {
             **{name: os.environ.get(name, value) for name, value in SERVE_HAPROXY.items()},
@@ -167,6 +168,46 @@ def write_haproxy_launcher(directory: Path, binary: str, ports: list[int]) -> st
     return str(launcher)
 
 
+# Ports chosen now for a listener that binds later (HAProxy's start when Serve first deploys,
+# perhaps after a whole training run). A free port from the kernel's ephemeral range would be
+# free only now: any connection or bind to port 0 meanwhile may take it (`make demo` lost
+# HAProxy's metrics port so, to training's connections). These lie below that range (32768 on
+# Linux, 49152 on macOS) and above Ray's worker ports (10002-19999 by default).
+LATE_BIND_PORTS = range(20000, 32768)
+
+
+def late_bind_port() -> int:
+    """A port free on 127.0.0.1 now, outside the ephemeral range; a random one, so two sessions
+    starting together rarely choose the same."""
+    low = ephemeral_port_range()[0]
+    candidates = range(LATE_BIND_PORTS.start, min(LATE_BIND_PORTS.stop, low))
+    for _ in range(64):
+        if not candidates:
+            break
+        port = random.choice(candidates)
+        if _free_on_loopback(port):
+            return port
+    return free_loopback_port()  # a system whose ephemeral range covers them all
+
+
+def ephemeral_port_range() -> tuple[int, int]:
+    """The kernel's range for ports it picks itself (Linux; IANA's elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 49152, 65535
+
+
+def _free_on_loopback(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def free_loopback_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -181,8 +222,12 @@ def loopback_node() -> dict[str, Any]:
 
 # Error messages the cluster pushes to the driver that are expected, not news: Serve's controller
 # kills itself inside `graceful_shutdown`, and the core worker reports that call's "failure"
-# (with "infinite retries remaining") on every `serve.shutdown()`.
-BENIGN_DRIVER_MESSAGES = ("ServeController.graceful_shutdown failed",)
+# (with "infinite retries remaining") on every `serve.shutdown()`; the long poll that Serve's
+# proxies and handles hold on the controller ends the same way.
+BENIGN_DRIVER_MESSAGES = (
+    "ServeController.graceful_shutdown failed",
+    "ServeController.listen_for_change failed",
+)
 
 
 def drop_benign_driver_messages() -> None:

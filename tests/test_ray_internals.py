@@ -54,6 +54,34 @@ def test_the_haproxy_launcher_binds_only_its_own_ports_to_loopback(tmp_path):
     )
 
 
+def test_haproxy_ports_lie_outside_the_range_the_kernel_hands_out():
+    """They bind when Serve first deploys, maybe after a training run whose connections would
+    take a port from the ephemeral range (`make demo` failed so)."""
+    low, high = ray_internals.ephemeral_port_range()
+    with ray_internals.loopback_haproxy() as flags:
+        names = (*ray_internals.HAPROXY_PORTS, *ray_internals.FALLBACK_PROXY_PORTS)
+        ports = [int(flags[name]) for name in names]
+    assert len(set(ports)) == len(ports)
+    for port in ports:
+        assert port in ray_internals.LATE_BIND_PORTS and not low <= port <= high
+
+
+def test_a_late_bind_port_taken_meanwhile_is_passed_over(monkeypatch):
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", ray_internals.late_bind_port()))
+    held = taken.getsockname()[1]
+    first, choose = iter([held, held]), ray_internals.random.choice
+    monkeypatch.setattr(
+        ray_internals.random, "choice", lambda ports: next(first, 0) or choose(ports)
+    )
+    try:
+        assert ray_internals.late_bind_port() != held
+    finally:
+        taken.close()
+
+
 def test_ray_init_still_takes_the_node_address():
     for option in ray_internals.loopback_node():
         assert option in inspect.getsource(ray.init), f"ray.init lost {option}"
@@ -86,12 +114,15 @@ def test_the_driver_still_prints_pushed_errors_through_print_to_stdstream(capsys
     try:
         ray_internals.drop_benign_driver_messages()
         ray_internals.drop_benign_driver_messages()  # wrapping twice is wrapping once
-        benign = "Task ServeController.graceful_shutdown failed. There are infinite retries"
+        benign = [
+            "Task ServeController.graceful_shutdown failed. There are infinite retries",
+            "Task ServeController.listen_for_change failed. There are infinite retries",
+        ]
         worker.print_to_stdstream(
-            {"lines": [benign, "a real error"], "pid": "raylet", "is_err": False},
+            {"lines": [*benign, "a real error"], "pid": "raylet", "is_err": False},
             ignore_prefix=False,
         )
     finally:
         worker.print_to_stdstream = saved
     out = capsys.readouterr().out
-    assert "a real error" in out and "graceful_shutdown" not in out
+    assert "a real error" in out and "ServeController" not in out
