@@ -44,10 +44,10 @@ EXAMPLE_ID = "example_id"
 TRAINED_IDS = "trained_ids.npz"  # in a checkpoint: the current epoch's trained example ids
 ENCODE_BATCH_ROWS = 256  # rows per tokenizer call
 # Rows per block reaching the workers: each block is one round trip to the split's coordinator,
-# so larger is faster (4,096 rows trained ~25% more samples/s than 256 in bench/data_scale.py's
-# setting); but a split deals whole blocks, and a worker whose shard ends a block early trains
-# fillers until the others finish. Each worker gets ~BLOCKS_PER_WORKER blocks an epoch, so the
-# shards differ by ~1/32 at most.
+# so larger is faster (on 300k rows in bench/data_scale.py's setting, 4,096-row blocks trained
+# 4,872-5,283 samples/s, 256-row blocks 2,767-4,477); but a split deals whole blocks, and a
+# worker whose shard ends a block early trains fillers until the others finish. Each worker
+# gets ~BLOCKS_PER_WORKER blocks an epoch, so the shards differ by ~1/32 at most.
 BLOCK_ROWS = (256, 4096)
 BLOCKS_PER_WORKER = 32
 # A directory: each worker appends the example ids of every micro-batch it trains (a JSON line
