@@ -26,6 +26,7 @@ from ftray.deepspeed_config import deepspeed_config
 from ftray.early_stopping import EarlyStopping
 from ftray.encoding import Collator, model_logits
 from ftray.errors import FtrayError
+from ftray.gradient_sync import OverlappedGradientSync, overlap_applies
 from ftray.models import load_task_model, load_tokenizer, quiet_transformers
 from ftray.optim import (
     add_l1_penalty,
@@ -181,6 +182,11 @@ class Recipe:
         )
         accumulation = train.gradient_accumulation_steps
         add_l1_penalty(decayed_parameters(self.model), train.l1, accumulation)
+        self.gradient_sync: OverlappedGradientSync | None = None
+        if overlap_applies(self.engine, train.gradient_checkpointing):
+            # DDP's overlap for ZeRO-0: buckets reduce during backward instead of after it.
+            self.engine.enable_backward_allreduce = False
+            self.gradient_sync = OverlappedGradientSync(list(self.model.parameters()))
         self.nodes = _worker_nodes(self.session.node)
 
     def resume(self) -> None:
@@ -249,7 +255,12 @@ class Recipe:
         batch = {k: v.to(self.device) for k, v in batch.items()}
         logits = model_logits(self.engine, batch, self.logit_offset)
         loss_sum, positions = self.task_plugin.loss(logits, batch["labels"])
+        sync = self.gradient_sync
+        if sync is not None:
+            sync.arm(self.engine.is_gradient_accumulation_boundary())
         self.engine.backward(loss_sum / max(positions, 1))
+        if sync is not None:
+            sync.finish()
         self.engine.step()
         correct, predicted = self.task_plugin.correct_predictions(logits.detach(), batch["labels"])
         tokens = int(batch["tokens"])
