@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+from ftray.ray_internals import free_loopback_port
 from ftray.runs import CHECKPOINT_PREFIX, checkpoint_name
 
 
@@ -104,7 +105,7 @@ class LocalSession:
         if "MASTER_ADDR" not in os.environ:  # alone: a one-process group for DeepSpeed
             os.environ.update(
                 MASTER_ADDR="127.0.0.1",
-                MASTER_PORT=str(_free_port()),
+                MASTER_PORT=str(free_loopback_port()),
                 RANK="0",
                 WORLD_SIZE="1",
                 LOCAL_RANK="0",
@@ -129,9 +130,3 @@ class LocalSession:
     def progress(self, event: dict[str, Any]) -> None:
         if self._on_progress is not None and self.world_rank == 0:
             self._on_progress(event)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -5,13 +5,13 @@ gloo processes."""
 from __future__ import annotations
 
 import os
-import socket
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ftray.gradient_sync import OverlappedGradientSync
+from ftray.ray_internals import free_loopback_port
 
 WORLD = 2
 
@@ -75,9 +75,6 @@ def _rank(rank: int, port: int, results: dict) -> None:
 
 
 def test_overlapped_buckets_leave_every_rank_the_average_gradient():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     results = mp.Manager().dict()
-    mp.spawn(_rank, args=(port, results), nprocs=WORLD, join=True)
+    mp.spawn(_rank, args=(free_loopback_port(), results), nprocs=WORLD, join=True)
     assert dict(results) == {0: True, 1: True}

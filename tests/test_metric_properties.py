@@ -20,7 +20,7 @@ from seqeval.metrics import recall_score as seqeval_recall
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
 from ftray import metrics
-from ftray.session import _free_port
+from ftray.ray_internals import free_loopback_port
 from ftray.tasks import make_evaluator
 
 LABELS = ["a", "b", "c", "d"]
@@ -212,7 +212,7 @@ def test_two_processes_with_uneven_shards_score_the_whole_validation_set():
     context = mp.get_context("spawn")
     queue = context.Queue()
     mp.start_processes(
-        _uneven_worker, args=(2, _free_port(), queue), nprocs=2, start_method="spawn"
+        _uneven_worker, args=(2, free_loopback_port(), queue), nprocs=2, start_method="spawn"
     )
     results = dict(queue.get() for _ in range(2))
     precision, recall, f1, _ = precision_recall_fscore_support(

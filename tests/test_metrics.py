@@ -9,7 +9,7 @@ import torch.multiprocessing as mp
 from ftray import metrics
 from ftray.early_stopping import EarlyStopping
 from ftray.encoding import IGNORE
-from ftray.session import _free_port
+from ftray.ray_internals import free_loopback_port
 from ftray.tasks import make_evaluator
 
 
@@ -171,7 +171,9 @@ def test_all_reduced_shards_give_the_whole_set_metrics():
     whole.add(logits, batch)
     context = mp.get_context("spawn")
     queue = context.Queue()
-    mp.start_processes(_shard_worker, args=(2, _free_port(), queue), nprocs=2, start_method="spawn")
+    mp.start_processes(
+        _shard_worker, args=(2, free_loopback_port(), queue), nprocs=2, start_method="spawn"
+    )
     results = dict(queue.get() for _ in range(2))
     expected = whole.compute()
     for rank in (0, 1):
