@@ -3,7 +3,7 @@
     python examples/pipeline.py [--port 8000]          (`make demo` sets up and runs this)
 
 The bundled all-MiniLM-L6-v2 fully fine-tuned over examples/sentiment (mean-pooled, as the
-checkpoint was trained) by two Ray Train workers under DeepSpeed ZeRO-2 on a local Ray instance;
+checkpoint was trained) by two Ray Train workers under DeepSpeed (ZeRO-0) on a local Ray instance;
 the best checkpoint registered as `sentiment` in the local registry (~/.ftray/registry, or
 $FTRAY_REGISTRY) with the alias `production`; served by Ray Serve on 127.0.0.1; asked about
 reviews it has never seen, then scored through the endpoint on the 171 hand-written reviews of
