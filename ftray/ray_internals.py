@@ -71,8 +71,15 @@ HAPROXY_OPEN_BINDS = ("bind :{{ config.metrics_port }}", "bind *:{{ config.stats
 # job must stay in their copy of the job's working_dir for relative data paths to resolve.
 STAY_IN_WORKING_DIR = {"RAY_CHDIR_TO_TRIAL_DIR": "0"}
 
+# For the Ray ftray starts on one machine: Train V2's preemption watcher (an actor per run that
+# polls for nodes being drained, e.g. spot instances) and its Prometheus metrics (nothing scrapes
+# a local instance's). Both start with every run and share the cores with the workers: off, a
+# 2-worker run reached its first step in 14.8 s against 16.6 s (five runs each, 2026-12-06).
+LOCAL_TRAIN = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "RAY_TRAIN_METRICS_ENABLED": "0"}
+
 ALL_FLAGS = {
     **TRAIN_V2,
+    **LOCAL_TRAIN,
     **QUIET_TUNE,
     **QUIET_TRAIN,
     **SERVE_FAST_PATH,

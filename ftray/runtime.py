@@ -58,7 +58,7 @@ def _ray_session(address: str | None, verbose: bool, haproxy: bool) -> Iterator[
         options.update(
             include_dashboard=True, dashboard_host="127.0.0.1", **ray_internals.loopback_node()
         )
-        ray_internals.set_defaults(ray_internals.SERVE_FAST_PATH)
+        ray_internals.set_defaults({**ray_internals.SERVE_FAST_PATH, **ray_internals.LOCAL_TRAIN})
     with contextlib.ExitStack() as stack:
         local_flags = {}
         if haproxy and "address" not in options:
