@@ -19,6 +19,7 @@ def deepspeed_config(spec: JobSpec, world_size: int, bf16: bool) -> dict[str, An
         "train_batch_size": train.batch_size * train.gradient_accumulation_steps * world_size,
         "zero_optimization": {"stage": spec.deepspeed.zero_stage},
         "bf16": {"enabled": bf16},
+        "torch_autocast": {"enabled": spec.deepspeed.autocast, "dtype": "bfloat16"},
         # Dynamic loss scaling keeps fp16's small gradients from underflowing.
         "fp16": {"enabled": spec.deepspeed.fp16, "loss_scale": 0, "initial_scale_power": 16},
         # ftray passes its own AdamW; DeepSpeed runs it under every ZeRO stage.

@@ -155,6 +155,7 @@ class Recipe:
         bf16 = spec.deepspeed.bf16 is True or (
             spec.deepspeed.bf16 == "auto"
             and not spec.deepspeed.fp16
+            and not spec.deepspeed.autocast  # autocast keeps the weights in fp32
             and self.device.type == "cuda"
             and torch.cuda.is_bf16_supported()
         )
@@ -374,11 +375,13 @@ def _evaluate(engine, dataset, collate, spec, splits, logit_offset, rank, world,
     evaluator = make_evaluator(
         spec.model.task, splits.labels, splits.groups, spec.data.max_slice_gap
     )
+    # The engine's forward runs under its autocast; the module's is fp32, as exported and served.
+    model = engine.module if spec.deepspeed.autocast else engine
     with torch.no_grad():
         for index in range(rounds):
             batch = batches[index] if index < len(batches) else filler
             batch = {k: v.to(device) for k, v in batch.items()}
-            logits = model_logits(engine, batch, logit_offset)
+            logits = model_logits(model, batch, logit_offset)
             if index < len(batches):
                 evaluator.add(logits, batch)
     evaluator.all_reduce()

@@ -172,6 +172,9 @@ class DeepSpeedSpec(Section):
     zero_stage: Literal[0, 1, 2, 3] = 0
     bf16: bool | Literal["auto"] = "auto"  # auto: on when training on GPUs
     fp16: bool = False  # mixed precision with loss scaling, for GPUs without bf16 (CUDA only)
+    # bf16 autocast: weights, gradients and AdamW stay fp32, matmuls run in bf16 (DeepSpeed's
+    # torch_autocast). Worth it on CPUs with AVX512-BF16 or AMX; validation is scored in fp32.
+    autocast: bool = False
     config: str | None = None  # a DeepSpeed JSON file whose keys override the generated config
 
 
@@ -348,6 +351,11 @@ class JobSpec(Section):
                 )
         if self.deepspeed.fp16 and self.deepspeed.bf16 is True:
             raise ValueError("deepspeed.fp16: pick fp16 or bf16, not both")
+        if self.deepspeed.autocast and (self.deepspeed.fp16 or self.deepspeed.bf16 is True):
+            raise ValueError(
+                "deepspeed.autocast: autocast keeps fp32 weights; it cannot be combined with "
+                "bf16: true or fp16: true"
+            )
         return self
 
     @property

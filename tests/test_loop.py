@@ -7,8 +7,12 @@ import torch
 from conftest import EXAMPLES, clm_raw, make_spec, ner_raw, sentiment_raw
 
 from ftray.checkpointing import EXPORT_SCORE, MODEL_DIR, TRAINER_STATE
+from ftray.data import normalize, read_rows
+from ftray.deepspeed_config import deepspeed_config
 from ftray.errors import FtrayError
+from ftray.evaluate import score_examples
 from ftray.local import run_local
+from ftray.model_files import ModelFiles
 from ftray.optim import add_l1_penalty
 from ftray.sampler import ShardSampler
 from ftray.schedule import lr_schedule
@@ -204,6 +208,24 @@ def test_gradient_checkpointing_changes_memory_not_the_math(tmp_path, tiny_llama
     checkpointed = run_local(make_spec(raw), tmp_path / "checkpointed")
     for key in ("train_loss", "val_loss", "perplexity"):
         assert checkpointed[-1][key] == pytest.approx(plain[-1][key], rel=1e-5)
+
+
+def test_autocast_trains_in_bf16_and_scores_validation_in_fp32(tmp_path, tiny_bert):
+    raw = sentiment_raw(tiny_bert, train={"max_steps": 30, "learning_rate": 3e-3})
+    plain = run_local(make_spec(raw), tmp_path / "fp32")[-1]
+    raw["deepspeed"] = {"autocast": True}
+    spec = make_spec(raw)
+    mixed = run_local(spec, tmp_path / "autocast")[-1]
+    assert deepspeed_config(spec, 1, bf16=False)["torch_autocast"]["enabled"] is True
+    assert mixed["train_loss"] == pytest.approx(plain["train_loss"], rel=0.02)
+    # The reported validation loss is the exported model's in fp32, as `ftray eval` and serving
+    # compute it (equal to the last digit here; scoring in bf16 was 0.6-1.7e-5 off).
+    exported = LocalSession(tmp_path / "autocast").checkpoints()[-1] / MODEL_DIR
+    labels = json.loads((exported / "config.json").read_text())["id2label"]
+    files = ModelFiles(exported, "full", spec.model.task, list(labels.values()), None)
+    rows = normalize(read_rows(spec.data.validation), spec.model.task, spec.data, "validation")
+    scores = score_examples(files, rows, spec.data, spec.model.max_length)
+    assert scores.metrics["val_loss"] == pytest.approx(mixed["val_loss"], rel=1e-6)
 
 
 def chat_raw(model, **sections):

@@ -79,6 +79,10 @@ def test_changing_strategy_kind_starts_its_knobs_afresh():
             "deepspeed.zero_stage: 4 is not one of 0, 1, 2 or 3",
         ),
         (
+            {**MINIMAL, "deepspeed": {"autocast": True, "bf16": True}},
+            "deepspeed.autocast: autocast keeps fp32 weights",
+        ),
+        (
             {**MINIMAL, "model": {"max_length": 0}},
             "model.max_length: Input should be greater than 0",
         ),
