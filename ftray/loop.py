@@ -392,8 +392,9 @@ def _evaluate(engine, dataset, collate, spec, splits, logit_offset, rank, world,
     evaluator = make_evaluator(
         spec.model.task, splits.labels, splits.groups, spec.data.max_slice_gap
     )
-    # The engine's forward runs under its autocast; the module's is fp32, as exported and served.
-    model = engine.module if spec.deepspeed.autocast else engine
+    # The engine's forward runs under its autocast (deepspeed.autocast, or a user JSON's
+    # torch_autocast); the module's is fp32, as exported and served.
+    model = engine.module if engine.torch_autocast_enabled() else engine
     with torch.no_grad():
         for index in range(rounds):
             batch = batches[index] if index < len(batches) else filler
