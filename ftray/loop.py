@@ -308,7 +308,7 @@ class Recipe:
         """Score the whole validation set, report with a checkpoint; whether the run is done."""
         spec, state = self.spec, self.state
         metrics = _evaluate(
-            self.engine,
+            _scoring_model(self.engine),
             self.validation_set,
             self.collate,
             spec,
@@ -377,13 +377,19 @@ def _import_deepspeed() -> ModuleType:
     return deepspeed
 
 
-def _evaluate(engine, dataset, collate, spec, splits, logit_offset, rank, world, device) -> dict:
+def _scoring_model(engine) -> torch.nn.Module:
+    """What validation runs: the engine's forward runs under its autocast (deepspeed.autocast, or
+    a user JSON's torch_autocast); the module's is fp32, as exported and served."""
+    return engine.module if engine.torch_autocast_enabled() else engine
+
+
+def _evaluate(model, dataset, collate, spec, splits, logit_offset, rank, world, device) -> dict:
     """Metrics over the whole validation set: each rank evaluates rank::world, counts all-reduce.
 
     Under ZeRO-3 every forward is a collective, so every rank runs the same number of batches: a
     rank with a shorter shard repeats a batch whose results it then ignores.
     """
-    engine.eval()
+    model.eval()
     size = spec.train.eval_batch_size or spec.train.batch_size
     shard = dataset[rank::world]
     batches = [collate(shard[i : i + size]) for i in range(0, len(shard), size)]
@@ -392,9 +398,6 @@ def _evaluate(engine, dataset, collate, spec, splits, logit_offset, rank, world,
     evaluator = make_evaluator(
         spec.model.task, splits.labels, splits.groups, spec.data.max_slice_gap
     )
-    # The engine's forward runs under its autocast (deepspeed.autocast, or a user JSON's
-    # torch_autocast); the module's is fp32, as exported and served.
-    model = engine.module if engine.torch_autocast_enabled() else engine
     with torch.no_grad():
         for index in range(rounds):
             batch = batches[index] if index < len(batches) else filler
