@@ -11,8 +11,12 @@ from ftray.errors import FtrayError
 from ftray.spec import JobSpec
 
 
-def deepspeed_config(spec: JobSpec, world_size: int, bf16: bool) -> dict[str, Any]:
+def deepspeed_config(spec: JobSpec, world_size: int, bf16_supported: bool) -> dict[str, Any]:
+    """`bf16_supported`: the worker's device trains in bf16 (what `bf16: auto` turns on)."""
     train = spec.train
+    bf16 = spec.deepspeed.bf16 is True or (
+        spec.deepspeed.bf16 == "auto" and bf16_supported and not spec.deepspeed.fp16
+    )
     config: dict[str, Any] = {
         "train_micro_batch_size_per_gpu": train.batch_size,
         "gradient_accumulation_steps": train.gradient_accumulation_steps,
@@ -29,7 +33,14 @@ def deepspeed_config(spec: JobSpec, world_size: int, bf16: bool) -> dict[str, An
     }
     if train.max_grad_norm:
         config["gradient_clipping"] = train.max_grad_norm
-    return _merge(config, user_overrides(spec))
+    overrides = user_overrides(spec)
+    merged = _merge(config, overrides)
+    # `bf16: auto` yields to autocast however it is asked for (deepspeed.autocast or a user
+    # JSON's torch_autocast): autocast keeps the weights in fp32. A JSON's own bf16 section wins.
+    if spec.deepspeed.bf16 == "auto" and merged["torch_autocast"].get("enabled"):
+        asked = overrides.get("bf16", {}).get("enabled", False)
+        merged["bf16"] = {**merged["bf16"], "enabled": asked}
+    return merged
 
 
 def user_overrides(spec: JobSpec) -> dict[str, Any]:

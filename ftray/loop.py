@@ -154,19 +154,13 @@ class Recipe:
         deepspeed = _import_deepspeed()
 
         spec, train = self.spec, self.spec.train
-        bf16 = spec.deepspeed.bf16 is True or (
-            spec.deepspeed.bf16 == "auto"
-            and not spec.deepspeed.fp16
-            and not spec.deepspeed.autocast  # autocast keeps the weights in fp32
-            and self.device.type == "cuda"
-            and torch.cuda.is_bf16_supported()
-        )
+        bf16_supported = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
         if spec.deepspeed.fp16 and self.device.type != "cuda":
             raise FtrayError(
                 f"deepspeed.fp16: fp16 training needs CUDA GPUs; this worker runs on "
                 f"{self.device.type} (bf16 or fp32 run anywhere)"
             )
-        config = deepspeed_config(spec, self.world, bf16)
+        config = deepspeed_config(spec, self.world, bf16_supported)
         optimizer = scheduler = None
         scale = partial(self.strategy.learning_rate_scale, spec.strategy)
         groups = param_groups(self.model, train, spec.learning_rate, scale)

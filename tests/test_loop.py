@@ -210,13 +210,36 @@ def test_gradient_checkpointing_changes_memory_not_the_math(tmp_path, tiny_llama
         assert checkpointed[-1][key] == pytest.approx(plain[-1][key], rel=1e-5)
 
 
+@pytest.mark.parametrize(
+    ("deepspeed", "user_json", "supported", "bf16"),
+    [
+        ({}, None, True, True),  # auto on a bf16 GPU
+        ({}, None, False, False),  # auto elsewhere
+        ({"autocast": True}, None, True, False),  # autocast keeps fp32 weights
+        ({}, {"torch_autocast": {"enabled": True}}, True, False),  # asked for by the JSON
+        ({}, {"torch_autocast": {"enabled": True}, "bf16": {"enabled": True}}, True, True),
+        ({"bf16": True}, None, False, True),  # asked for outright
+        ({"fp16": True}, None, True, False),
+    ],
+)
+def test_bf16_auto_resolves_after_the_user_json(
+    tmp_path, tiny_bert, deepspeed, user_json, supported, bf16
+):
+    raw = sentiment_raw(tiny_bert, deepspeed=dict(deepspeed))
+    if user_json is not None:
+        (tmp_path / "ds.json").write_text(json.dumps(user_json))
+        raw["deepspeed"]["config"] = str(tmp_path / "ds.json")
+    config = deepspeed_config(make_spec(raw), 2, bf16_supported=supported)
+    assert config["bf16"]["enabled"] is bf16
+
+
 def test_autocast_trains_in_bf16_and_scores_validation_in_fp32(tmp_path, tiny_bert):
     raw = sentiment_raw(tiny_bert, train={"max_steps": 30, "learning_rate": 3e-3})
     plain = run_local(make_spec(raw), tmp_path / "fp32")[-1]
     raw["deepspeed"] = {"autocast": True}
     spec = make_spec(raw)
     mixed = run_local(spec, tmp_path / "autocast")[-1]
-    assert deepspeed_config(spec, 1, bf16=False)["torch_autocast"]["enabled"] is True
+    assert deepspeed_config(spec, 1, bf16_supported=False)["torch_autocast"]["enabled"] is True
     assert mixed["train_loss"] == pytest.approx(plain["train_loss"], rel=0.02)
     # The reported validation loss is the exported model's in fp32, as `ftray eval` and serving
     # compute it (equal to the last digit here; scoring in bf16 was 0.6-1.7e-5 off).
