@@ -4,7 +4,9 @@ launched with torchrun, on the same model, data, batch size and number of steps 
     torchrun --nproc-per-node 2 bench/ddp_baseline.py --steps 60 --batch-size 16
 
 Rank 0 prints one JSON line: steady-state seconds per step (the first 3 steps left out, as ftray
-does) and the seconds from process start to the end of the first step.
+does), the seconds from this process's start to the end of the first step, and the wall-clock
+time the first step ended (for the launcher to time from `torchrun`'s own start, as ftray's
+start-up is timed from the launch of its TorchTrainer).
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def main() -> None:
     sampler = DistributedSampler(data, seed=0)
     loader = DataLoader(data, batch_size=args.batch_size, sampler=sampler, collate_fn=collate)
 
-    times, first_step_done, step, epoch = [], None, 0, 0
+    times, first_step_done, first_step_at, step, epoch = [], None, None, 0, 0
     model.train()
     while step < args.steps:
         sampler.set_epoch(epoch)
@@ -74,6 +76,7 @@ def main() -> None:
             optimizer.zero_grad(set_to_none=True)
             times.append(time.perf_counter() - started)
             first_step_done = first_step_done or time.perf_counter()
+            first_step_at = first_step_at or time.time()
             started = time.perf_counter()
             step += 1
             if step == args.steps:
@@ -86,6 +89,7 @@ def main() -> None:
                 {
                     "step_time_s": sum(steady) / len(steady),
                     "first_step_s": first_step_done - STARTED,
+                    "first_step_at": first_step_at,
                 }
             )
         )

@@ -295,6 +295,7 @@ class Recipe:
                 "epoch": state.epoch + state.micro_in_epoch / per_epoch,
                 "loss": loss,
                 "lr": self.engine.get_lr()[0],
+                "at": time.time(),  # the driver sees it up to a poll later
             }
         )
 
