@@ -14,8 +14,15 @@ from ftray.spec import JobSpec
 def deepspeed_config(spec: JobSpec, world_size: int, bf16_supported: bool) -> dict[str, Any]:
     """`bf16_supported`: the worker's device trains in bf16 (what `bf16: auto` turns on)."""
     train = spec.train
+    overrides = user_overrides(spec)
+    # Autocast keeps the weights in fp32, however it is asked for (deepspeed.autocast or the
+    # JSON's torch_autocast), so `bf16: auto` stays off under it; a JSON's bf16 section wins.
+    autocast = overrides.get("torch_autocast", {}).get("enabled", spec.deepspeed.autocast)
     bf16 = spec.deepspeed.bf16 is True or (
-        spec.deepspeed.bf16 == "auto" and bf16_supported and not spec.deepspeed.fp16
+        spec.deepspeed.bf16 == "auto"
+        and bf16_supported
+        and not spec.deepspeed.fp16
+        and not autocast
     )
     config: dict[str, Any] = {
         "train_micro_batch_size_per_gpu": train.batch_size,
@@ -33,14 +40,7 @@ def deepspeed_config(spec: JobSpec, world_size: int, bf16_supported: bool) -> di
     }
     if train.max_grad_norm:
         config["gradient_clipping"] = train.max_grad_norm
-    overrides = user_overrides(spec)
-    merged = _merge(config, overrides)
-    # `bf16: auto` yields to autocast however it is asked for (deepspeed.autocast or a user
-    # JSON's torch_autocast): autocast keeps the weights in fp32. A JSON's own bf16 section wins.
-    if spec.deepspeed.bf16 == "auto" and merged["torch_autocast"].get("enabled"):
-        asked = overrides.get("bf16", {}).get("enabled", False)
-        merged["bf16"] = {**merged["bf16"], "enabled": asked}
-    return merged
+    return _merge(config, overrides)
 
 
 def user_overrides(spec: JobSpec) -> dict[str, Any]:
