@@ -46,9 +46,9 @@ SERVE_FAST_PATH = {
 # on a thread of its own, requests keep arriving while a forward pass runs, and batches fill
 # (measured under 16 clients: 12.6 inputs a forward against 8.3).
 # Serve's HAProxy request metrics are off: HAProxy writes a syslog line per request that a Python
-# collector parses with regexes on the same cores as the model (p50 16.0 against 16.7 ms, 12
-# alternating runs). Setting RAY_SERVE_HAPROXY_METRICS_ENABLED=1 brings them back; the replicas'
-# own Serve metrics stay either way.
+# collector parses with regexes on the same cores as the model (median p50 16.0 against 16.7 ms,
+# 12 alternating runs each). Setting RAY_SERVE_HAPROXY_METRICS_ENABLED=1 brings them back; the
+# replicas' own Serve metrics stay either way.
 SERVE_HAPROXY = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",

@@ -290,7 +290,8 @@ def summarize(
 ) -> ModelResult:
     """The run's result: the best evaluation's metrics (what the exported model scores), the
     history of every evaluation, and what it cost."""
-    first_step = next((e.get("at", e["received_at"]) for e in events if e["kind"] == "step"), None)
+    # The worker's own stamp: the display receives an event up to a poll later.
+    first_step = next((e["at"] for e in events if e["kind"] == "step"), None)
     return ModelResult(
         run=run,
         run_dir=run_uri(spec, run),
