@@ -101,6 +101,10 @@ def trial_checkpoints(experiment: Path) -> dict[str, list[str]]:
     }
 
 
+# A trial's last checkpoint in the killed-driver test: 2 epochs of 25 steps.
+LAST_CHECKPOINT = "checkpoint_00000050"
+
+
 def test_a_killed_tune_driver_is_finished_by_resume_without_rerunning_finished_trials(
     tmp_path, tiny_bert
 ):
@@ -136,11 +140,9 @@ def test_a_killed_tune_driver_is_finished_by_resume_without_rerunning_finished_t
     driver.wait()
     assert experiment is not None, "the experiment did not get to its second trial"
     before = trial_checkpoints(experiment)
-    first = next(
-        name for name, checkpoints in before.items() if "checkpoint_00000050" in checkpoints
-    )
+    first = next(name for name, checkpoints in before.items() if LAST_CHECKPOINT in checkpoints)
     [second] = [name for name in before if name != first]
-    assert "checkpoint_00000050" not in before[second]  # the driver died mid-trial
+    assert LAST_CHECKPOINT not in before[second]  # the driver died mid-trial
     time.sleep(5)  # let the killed driver's Ray processes exit
 
     result = tune(make_spec(raw), resume=True, progress=False)
@@ -150,7 +152,7 @@ def test_a_killed_tune_driver_is_finished_by_resume_without_rerunning_finished_t
     )
     after = trial_checkpoints(experiment)
     assert after[first] == before[first]  # the finished trial was not run again
-    assert "checkpoint_00000050" in after[second]  # the interrupted one was finished
+    assert LAST_CHECKPOINT in after[second]  # the interrupted one was finished
 
 
 def test_the_optuna_searcher_samples_the_space(tmp_path, tiny_bert):
