@@ -1,10 +1,14 @@
 """Generate seeded multi-turn conversations with a library's help desk, and a tiny Llama to tune.
 
 The desk answers from a small table of facts (opening hours, where a subject is shelved, late
-fees), each question asked in several phrasings, with or without a system message, a greeting
-and a goodbye. The model is randomly initialised from a config, with a byte-level BPE tokenizer
-trained on the rendered conversations, so nothing is downloaded; it is written to `model/`
-and is not committed.
+fees). Each question comes in many phrasings (15-20 a kind) and names its subject or item the
+ways people do ("recipe books", "a DVD", "on Saturdays"), while the desk answers with the table's
+own name; with or without a system message, a greeting and a goodbye. The model is randomly
+initialised from a config, with a byte-level BPE tokenizer trained on the rendered
+conversations, so nothing is downloaded; it is written to `model/` and is not committed.
+
+`data/dev.jsonl` (40 hand-written conversations) chose between versions of this generator;
+nothing trains on it. `data/challenge.jsonl` (20 others) is the example's test split.
 
     python examples/chat/generate.py --out examples/chat
 """
@@ -36,8 +40,46 @@ SHELVES = {
     "travel": "on the first floor, by the windows",
 }
 FEES = {"book": "20 cents", "film": "1 euro", "magazine": "10 cents", "board game": "50 cents"}
-GREETINGS = ["Hello", "Hi there", "Good morning", "Hi", "Good afternoon", "Hey", "Morning"]
-THANKS = ["Thanks", "Thank you, bye", "Great, thanks", "Thanks a lot", "ok thanks", "Cheers"]
+GREETINGS = [
+    "Hello",
+    "Hi there",
+    "Good morning",
+    "Hi",
+    "Good afternoon",
+    "Hey",
+    "Morning",
+    "Hello there",
+    "Good evening",
+    "Hi!",
+]
+THANKS = [
+    "Thanks",
+    "Thank you, bye",
+    "Great, thanks",
+    "Thanks a lot",
+    "ok thanks",
+    "Cheers",
+    "thank you",
+    "Perfect, thank you!",
+    "That helps, thanks",
+    "thx",
+]
+# How people name what they ask about: the desk answers with the table's own name.
+SUBJECT_NAMES = {
+    "poetry": ["poetry", "poems", "poetry books", "books of poems"],
+    "history": ["history", "history books", "books on history"],
+    "maps": ["maps", "road maps", "the map collection"],
+    "cookbooks": ["cookbooks", "recipe books", "cookery books"],
+    "comics": ["comics", "comic books"],
+    "science": ["science", "science books", "books on science"],
+    "travel": ["travel", "travel books", "travel guides"],
+}
+ITEM_NAMES = {
+    "book": ["book", "novel", "library book"],
+    "film": ["film", "DVD", "movie"],
+    "magazine": ["magazine"],
+    "board game": ["board game", "game"],
+}
 HOURS_ASKED = [
     "When are you open on {day}?",
     "What are the hours on {day}?",
@@ -48,9 +90,20 @@ HOURS_ASKED = [
     "Are you open {day}?",
     "How long are you open on {day}?",
     "Could you tell me the hours for {day}?",
+    "What time do you close on {day}?",
+    "When do you close on {day}?",
+    "How late are you open on {day}?",
+    "Are you open on {day}s?",
+    "What are your {day} hours?",
+    "Open on {day}?",
+    "I want to come on {day}. When are you open?",
+    "Do you open on {day}?",
+    "Is the library closed on {day}?",
+    "hours on {day}?",
+    "What are the opening hours for {day}?",
 ]
 SHELF_ASKED = [
-    "Where are the {subject} books?",
+    "Where are the {topic} books?",
     "Where can I find {subject}?",
     "Which floor has {subject}?",
     "I am looking for {subject}. Where should I go?",
@@ -58,7 +111,15 @@ SHELF_ASKED = [
     "Do you have {subject}? Where?",
     "{subject}, where are they?",
     "Which part of the library has {subject}?",
-    "I need something from {subject}, where do I look?",
+    "I need {subject}, where do I look?",
+    "Where do you keep {subject}?",
+    "Where do I find {subject}?",
+    "Which floor for {subject}?",
+    "I'm looking for {subject}",
+    "Where would I look for {subject}?",
+    "Is there a {topic} section? Where?",
+    "Where is the {topic} section?",
+    "{subject}?",
 ]
 FEE_ASKED = [
     "How much is the late fee for a {item}?",
@@ -68,6 +129,14 @@ FEE_ASKED = [
     "My {item} is overdue. How much do I pay?",
     "What do you charge for a late {item}?",
     "How much per day for an overdue {item}?",
+    "What is the fine for a late {item}?",
+    "How much do I owe for a late {item}?",
+    "What's the charge for an overdue {item}?",
+    "I returned my {item} late, what do I pay?",
+    "What happens if I bring a {item} back late?",
+    "late {item} fee?",
+    "How much do late {item}s cost?",
+    "Do you charge for late {item}s?",
 ]
 
 
@@ -82,10 +151,12 @@ def question(rng: random.Random) -> tuple[str, str, str]:
     if kind == "shelf":
         subject = rng.choice(list(SHELVES))
         answer = f"You will find {subject} {SHELVES[subject]}."
-        return rng.choice(SHELF_ASKED).format(subject=subject), answer, kind
+        named = rng.choice(SUBJECT_NAMES[subject])
+        asked = rng.choice(SHELF_ASKED).format(subject=named, topic=subject)
+        return asked, answer, kind
     item = rng.choice(list(FEES))
     answer = f"A late {item} costs {FEES[item]} per day."
-    return rng.choice(FEE_ASKED).format(item=item), answer, kind
+    return rng.choice(FEE_ASKED).format(item=rng.choice(ITEM_NAMES[item])), answer, kind
 
 
 def typed(rng: random.Random, text: str) -> str:
