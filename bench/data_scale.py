@@ -2,14 +2,16 @@
 Parquet on an S3 server) against in-memory (every worker reads and encodes the whole set),
 measured in one run.
 
-    python bench/data_scale.py [--steps 150] [--large 1000000]
+    python bench/data_scale.py [--steps 150] [--large 1000000] [--model all-MiniLM-L6-v2]
 
-Each run: `ftray.train`, 2 workers x 0.5 CPU (the other CPU is Ray Data's), a tiny random BERT,
-batch 32, `max_steps` optimizer steps, generated rows (seeded templates, two labels). Runs:
-in-memory 10k and 100k rows (local JSONL), streamed 10k and `--large` rows (Parquet on moto's
-S3 server). Prints per-worker peak RSS, worker start-up (process start to the first step: data,
-model, engine) and steady-state samples/s, with the ratios large / 10k for each path; then the
-rows/s the streamed pipeline delivers on its own (no training competing for the CPUs).
+Each run: `ftray.train`, 2 workers x 0.5 CPU (the other CPU is Ray Data's), a tiny random BERT
+(or `--model`, any model ftray can load: one whose step costs more than reading and tokenizing a
+row shows whether the stream keeps up with real training), batch 32, `max_steps` optimizer
+steps, generated rows (seeded templates, two labels). Runs: in-memory 10k and 100k rows (local
+JSONL), streamed 10k and `--large` rows (Parquet on moto's S3 server). Prints per-worker peak
+RSS, worker start-up (process start to the first step: data, model, engine) and steady-state
+samples/s, with the ratios large / 10k for each path; then the rows/s the streamed pipeline
+delivers on its own (no training competing for the CPUs).
 """
 
 from __future__ import annotations
@@ -70,13 +72,13 @@ def upload_parquet(count: int, prefix: str, work: Path, files: int = 20) -> str:
     return f"s3://bench/{prefix}/"
 
 
-def run(model: Path, train: str, validation: str, steps: int, work: Path, streamed: bool):
+def run(model: str, train: str, validation: str, steps: int, work: Path, streamed: bool):
     from ftray.train import train as train_job
 
     spec = spec_from_dict(
         {
             "name": "data-scale",
-            "model": {"name": str(model), "max_length": 32},
+            "model": {"name": model, "max_length": 32},
             "data": {"train": train, "validation": validation, "streaming": streamed},
             "strategy": {"kind": "full"},
             # max_steps ends the run; a small set is trained for as many epochs as that takes.
@@ -95,7 +97,7 @@ def run(model: Path, train: str, validation: str, steps: int, work: Path, stream
     }
 
 
-def pipeline_rate(model: Path, url: str, work: Path, per_consumer: int = 100_000) -> float:
+def pipeline_rate(model: str, url: str, work: Path, per_consumer: int = 100_000) -> float:
     """Rows/s the streamed pipeline alone delivers (read, tokenize, split; no training): two
     consumers iterate their shards as the workers do, with every CPU free for Ray Data."""
     import threading
@@ -107,7 +109,7 @@ def pipeline_rate(model: Path, url: str, work: Path, per_consumer: int = 100_000
     spec = spec_from_dict(
         {
             "name": "pipeline",
-            "model": {"name": str(model), "max_length": 32},
+            "model": {"name": model, "max_length": 32},
             "data": {"train": url, "validation": validation},
         }
     )
@@ -137,6 +139,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--large", type=int, default=1_000_000)
+    parser.add_argument("--model", help="a model to train instead of the tiny random BERT")
     args = parser.parse_args()
 
     from ftray.runtime import ray_runtime
@@ -146,7 +149,9 @@ def main() -> None:
     figures: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="ftray-data-scale-") as tmp:
         work = Path(tmp)
-        model = build_tiny_model(work / "bert", [r["text"] for r in rows(2000, 7)], "bert")
+        model = args.model or str(
+            build_tiny_model(work / "bert", [r["text"] for r in rows(2000, 7)], "bert")
+        )
         validation = write_jsonl(work / "validation.jsonl", rows(1000, seed=99))
         sources = {
             "in-memory 10k": (write_jsonl(work / "10k.jsonl", rows(10_000, 1)), False),
