@@ -102,24 +102,25 @@ HOURS_ASKED = [
     "hours on {day}?",
     "What are the opening hours for {day}?",
 ]
+# {named}: the subject as the asker names it; {subject}: the table's own name.
 SHELF_ASKED = [
-    "Where are the {topic} books?",
-    "Where can I find {subject}?",
-    "Which floor has {subject}?",
-    "I am looking for {subject}. Where should I go?",
-    "Where is {subject}?",
-    "Do you have {subject}? Where?",
-    "{subject}, where are they?",
-    "Which part of the library has {subject}?",
-    "I need {subject}, where do I look?",
-    "Where do you keep {subject}?",
-    "Where do I find {subject}?",
-    "Which floor for {subject}?",
-    "I'm looking for {subject}",
-    "Where would I look for {subject}?",
-    "Is there a {topic} section? Where?",
-    "Where is the {topic} section?",
-    "{subject}?",
+    "Where are the {subject} books?",
+    "Where can I find {named}?",
+    "Which floor has {named}?",
+    "I am looking for {named}. Where should I go?",
+    "Where is {named}?",
+    "Do you have {named}? Where?",
+    "{named}, where are they?",
+    "Which part of the library has {named}?",
+    "I need {named}, where do I look?",
+    "Where do you keep {named}?",
+    "Where do I find {named}?",
+    "Which floor for {named}?",
+    "I'm looking for {named}",
+    "Where would I look for {named}?",
+    "Is there a {subject} section? Where?",
+    "Where is the {subject} section?",
+    "{named}?",
 ]
 FEE_ASKED = [
     "How much is the late fee for a {item}?",
@@ -152,7 +153,7 @@ def question(rng: random.Random) -> tuple[str, str, str]:
         subject = rng.choice(list(SHELVES))
         answer = f"You will find {subject} {SHELVES[subject]}."
         named = rng.choice(SUBJECT_NAMES[subject])
-        asked = rng.choice(SHELF_ASKED).format(subject=named, topic=subject)
+        asked = rng.choice(SHELF_ASKED).format(named=named, subject=subject)
         return asked, answer, kind
     item = rng.choice(list(FEES))
     answer = f"A late {item} costs {FEES[item]} per day."
