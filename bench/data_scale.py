@@ -22,6 +22,7 @@ import random
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,7 @@ def pipeline_rate(model: str, url: str, work: Path, per_consumer: int = 100_000)
     import threading
 
     from ftray.data import load_splits
-    from ftray.streaming import EXAMPLE_ID, train_dataset
+    from ftray.streaming import EXAMPLE_ID, bound_read_ahead, buffer_bytes, train_dataset
 
     validation = write_jsonl(work / "pipeline-validation.jsonl", rows(100, seed=3))
     spec = spec_from_dict(
@@ -113,25 +114,35 @@ def pipeline_rate(model: str, url: str, work: Path, per_consumer: int = 100_000)
             "data": {"train": url, "validation": validation},
         }
     )
-    shards = train_dataset(spec, load_splits(spec)).streaming_split(2, equal=False)
-    start, elapsed = threading.Barrier(2), []
+    splits = load_splits(spec)
+    dataset = train_dataset(spec, splits)
+    bound_read_ahead(dataset, buffer_bytes(splits.train_rows, spec))  # as training reads it
+    shards = dataset.streaming_split(2, equal=False)
+    start, elapsed, failures = threading.Barrier(2), [], []
 
     def consume(shard) -> None:
-        start.wait()
-        began, seen = time.perf_counter(), 0
-        for table in shard.iter_batches(
-            batch_size=32, batch_format="pyarrow", local_shuffle_buffer_size=10_000
-        ):
-            seen += len(table.drop_columns([EXAMPLE_ID]).to_pylist())
-            if seen >= per_consumer:
-                break
-        elapsed.append(time.perf_counter() - began)
+        try:
+            start.wait()
+            began, seen = time.perf_counter(), 0
+            for table in shard.iter_batches(
+                batch_size=32, batch_format="pyarrow", local_shuffle_buffer_size=10_000
+            ):
+                seen += len(table.drop_columns([EXAMPLE_ID]).to_pylist())
+                if seen >= per_consumer:
+                    break
+            elapsed.append(time.perf_counter() - began)
+        except BaseException as error:
+            failures.append(error)
 
     threads = [threading.Thread(target=consume, args=(shard,)) for shard in shards]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    if failures:
+        # Raised here, not in the thread, so it reaches the caller before Ray shuts down.
+        failure = failures[0]
+        raise RuntimeError(f"a consumer of the streamed set failed: {failure!r}") from failure
     return 2 * per_consumer / max(elapsed)
 
 
@@ -164,7 +175,13 @@ def main() -> None:
                 figures[name] = run(model, train, validation, args.steps, work / name, streamed)
                 print(name, figures[name], flush=True)
             large = list(sources)[-1]
-            pipeline = pipeline_rate(model, sources[large][0], work)
+            try:
+                pipeline = pipeline_rate(model, sources[large][0], work)
+            except Exception:
+                # Printed now: leaving Ray's session with the split's threads alive can end the
+                # process (Ray's core worker exits it) before Python prints the traceback.
+                traceback.print_exc()
+                raise
         figures["pipeline alone"] = {"rows_per_s": round(pipeline), "source": large}
     server.stop()
     names = list(figures)[:4]

@@ -126,3 +126,15 @@ def test_the_driver_still_prints_pushed_errors_through_print_to_stdstream(capsys
         worker.print_to_stdstream = saved
     out = capsys.readouterr().out
     assert "a real error" in out and "ServeController" not in out
+
+
+def test_ray_data_still_has_what_the_idle_backoff_reads():
+    from ray.data._internal.execution.interfaces.physical_operator import PhysicalOperator
+    from ray.data._internal.execution.streaming_executor import StreamingExecutor
+
+    executor = inspect.getsource(StreamingExecutor)
+    assert "self._topology" in executor, "StreamingExecutor lost _topology"
+    assert "on_execution_step(self)" in inspect.getsource(StreamingExecutor.run)
+    operator = inspect.getsource(PhysicalOperator.__init__)
+    for flag in ("_in_task_submission_backpressure", "_in_task_output_backpressure"):
+        assert f"self.{flag}" in operator, f"PhysicalOperator lost {flag}"

@@ -22,10 +22,12 @@ from ftray.errors import FtrayError
 from ftray.sources import resolve
 from ftray.streaming import (
     EXAMPLE_ID,
+    MIN_BUFFER_BYTES,
     EncodeRows,
     StreamedTrainData,
     TrainedIds,
     block_rows,
+    buffer_bytes,
     example_id,
     filler_batch,
 )
@@ -168,6 +170,16 @@ def test_blocks_grow_with_the_set_but_each_worker_still_gets_many(tiny_bert):
     assert block_rows(1_000, spec) == 256  # small sets: blocks of a tokenizer call
     assert block_rows(100_000, spec) == 100_000 // 64  # 32 blocks a worker
     assert block_rows(10_000_000, spec) == 4096  # a round trip per 4,096 rows at most
+
+
+def test_read_ahead_is_a_few_blocks_a_worker_with_a_floor(tiny_bert):
+    raw = streamed_raw(tiny_bert, "s3://bucket/train/")
+    short = make_spec(raw | {"scaling": {"num_workers": 2}})
+    assert buffer_bytes(10_000_000, short) == MIN_BUFFER_BYTES  # 4,096 rows x 48 tokens: small
+    long = make_spec(
+        raw | {"scaling": {"num_workers": 2}, "model": {**raw["model"], "max_length": 512}}
+    )
+    assert buffer_bytes(10_000_000, long) == 2 * 2 * 4096 * 512 * 32  # 2 blocks a worker
 
 
 def test_trained_ids_are_a_multiset():
