@@ -55,7 +55,8 @@ BLOCK_ROWS = (256, 4096)
 BLOCKS_PER_WORKER = 32
 # How far Ray Data may read and tokenize ahead of the workers: a few blocks each, not the whole
 # set. Unbounded, it works through the set as fast as it can on the cores the workers train on
-# (on 2 cores, 1M rows trained at 0.46x the samples/s of 10k; bounded, 0.82-0.96x). Estimated
+# (bench/data_scale.py, 2 cores: 1M rows trained at 0.46x the samples/s of 10k with a tiny
+# BERT, 0.67x with MiniLM; bounded, 0.82-0.96x and 0.95-0.96x). Estimated
 # as BUFFER_BLOCKS blocks a worker at BYTES_PER_TOKEN (input ids, mask and labels or types, as
 # int64, plus Arrow's offsets), with a floor.
 BUFFER_BLOCKS = 2
@@ -155,7 +156,8 @@ def bound_read_ahead(dataset: Any, budget: int, options: Any = None) -> None:
     limit = ExecutionResources.for_limits(object_store_memory=budget)
     options.resource_limits = options.resource_limits.min(limit)
     dataset.context.execution_options = options
-    dataset.context.custom_execution_callback_classes = [idle_backoff_callback()]
+    callbacks = dataset.context.custom_execution_callback_classes  # a user's stay
+    dataset.context.custom_execution_callback_classes = [*callbacks, idle_backoff_callback()]
 
 
 def whole_split_config(budget: int) -> Any:
