@@ -11,7 +11,7 @@ steps, generated rows (seeded templates, two labels). Runs: in-memory 10k and 10
 JSONL), streamed 10k and `--large` rows (Parquet on moto's S3 server). Prints per-worker peak
 RSS, worker start-up (process start to the first step: data, model, engine) and steady-state
 samples/s, with the ratios large / 10k for each path; then the rows/s the streamed pipeline
-delivers on its own (no training competing for the CPUs).
+delivers on its own (no training competing for the CPUs; read ahead as far as training reads).
 """
 
 from __future__ import annotations
