@@ -24,6 +24,7 @@ What holds, and how:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -85,13 +86,38 @@ def train_dataset(spec: JobSpec, splits: Splits) -> Any:
     )
     # Ray Data coalesces small outputs into large blocks, and a split deals whole blocks: one
     # worker could get the whole epoch.
-    return encoded.repartition(target_num_rows_per_block=block_rows(splits.train_rows, spec))
+    rows = block_rows(splits.train_rows, spec)
+    dataset = encoded.repartition(target_num_rows_per_block=rows)
+    bound_read_ahead(dataset, buffer_bytes(rows, spec))
+    return dataset
 
 
 def block_rows(rows: int, spec: JobSpec) -> int:
     """Rows per block of a streamed set of `rows` (see BLOCK_ROWS)."""
     low, high = BLOCK_ROWS
     return max(low, min(high, rows // (spec.scaling.num_workers * BLOCKS_PER_WORKER)))
+
+
+def buffer_bytes(rows_per_block: int, spec: JobSpec) -> int:
+    """The object-store budget of a streamed set in `rows_per_block`-row blocks (BUFFER_BLOCKS)."""
+    block = rows_per_block * spec.model.max_length * BYTES_PER_TOKEN
+    return max(MIN_BUFFER_BYTES, BUFFER_BLOCKS * spec.scaling.num_workers * block)
+
+
+def bound_read_ahead(dataset: Any, budget: int) -> None:
+    """Hold Ray Data to `budget` bytes ahead of `dataset`'s consumers, without spinning while
+    held: set on the dataset's own context, so every consumer (Train, a benchmark) reads so."""
+    from ray.data import ExecutionResources
+
+    from ftray.ray_internals import idle_backoff_callback
+
+    context = dataset.context
+    options = copy.deepcopy(context.execution_options)  # a copy: it may be a shared default
+    limit = ExecutionResources.for_limits(object_store_memory=budget)
+    options.resource_limits = options.resource_limits.min(limit)
+    context.execution_options = options
+    callbacks = context.custom_execution_callback_classes  # a user's stay
+    context.custom_execution_callback_classes = [*callbacks, idle_backoff_callback()]
 
 
 class EncodeRows:
@@ -140,37 +166,19 @@ def _tokenizer(name: str, template: str | None) -> Any:
     return load_tokenizer(name, template)
 
 
-def buffer_bytes(rows: int, spec: JobSpec) -> int:
-    """The object-store budget of a streamed set of `rows` (see BUFFER_BLOCKS)."""
-    block = block_rows(rows, spec) * spec.model.max_length * BYTES_PER_TOKEN
-    return max(MIN_BUFFER_BYTES, BUFFER_BLOCKS * spec.scaling.num_workers * block)
-
-
-def bound_read_ahead(dataset: Any, budget: int, options: Any = None) -> None:
-    """Hold Ray Data to `budget` bytes ahead of the consumers, without spinning while held."""
-    from ray.data import ExecutionOptions, ExecutionResources
-
-    from ftray.ray_internals import idle_backoff_callback
-
-    options = options or ExecutionOptions()
-    limit = ExecutionResources.for_limits(object_store_memory=budget)
-    options.resource_limits = options.resource_limits.min(limit)
-    dataset.context.execution_options = options
-    callbacks = dataset.context.custom_execution_callback_classes  # a user's stay
-    dataset.context.custom_execution_callback_classes = [*callbacks, idle_backoff_callback()]
-
-
-def whole_split_config(budget: int) -> Any:
-    """Ray Train's DataConfig, splitting the training set without dropping rows, read at most
-    `budget` bytes ahead."""
+def whole_split_config() -> Any:
+    """Ray Train's DataConfig, splitting the training set without dropping rows."""
     from ray.train import DataConfig
 
     class WholeSplit(DataConfig):  # DataConfig.configure is Ray's extension point for this
         def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
             output: list[dict[str, Any]] = [{} for _ in range(world_size)]
             for name, dataset in datasets.items():
-                dataset = dataset.copy(dataset)
-                bound_read_ahead(dataset, budget, self.default_ingest_options())
+                dataset = dataset.copy(dataset, _deep_copy=True)  # Train's options, its own bound
+                own = dataset.context.execution_options.resource_limits
+                options = self.default_ingest_options()
+                options.resource_limits = options.resource_limits.min(own)
+                dataset.context.execution_options = options
                 for index, split in enumerate(dataset.streaming_split(world_size, equal=False)):
                     output[index][name] = split
             return output

@@ -35,7 +35,7 @@ from ftray.runtime import (
     ray_runtime,
 )
 from ftray.spec import JobSpec
-from ftray.streaming import buffer_bytes, train_dataset, whole_split_config
+from ftray.streaming import train_dataset, whole_split_config
 from registry import Registry
 
 
@@ -63,7 +63,7 @@ def build_trainer(
 
     scaling = spec.scaling
     use_gpu = resolve_use_gpu(spec)
-    datasets, dataset_config = streamed_ingest(spec, splits)
+    datasets = streamed_ingest(spec, splits)
     return TorchTrainer(
         ray_train_worker,
         train_loop_config={
@@ -92,21 +92,18 @@ def build_trainer(
             callbacks=callbacks or [],
         ),
         datasets=datasets or None,
-        dataset_config=dataset_config,
+        dataset_config=whole_split_config() if datasets else None,
     )
 
 
-def streamed_ingest(spec: JobSpec, splits: Splits | None = None) -> tuple[dict[str, Any], Any]:
-    """({"train": the Ray Dataset}, the DataConfig that splits it) when the training set is
-    streamed (`ftray.streaming`); ({}, None) when it is not."""
+def streamed_ingest(spec: JobSpec, splits: Splits | None = None) -> dict[str, Any]:
+    """{"train": the Ray Dataset} when the training set is streamed (`ftray.streaming`), else
+    {}."""
     if splits is None:
         if train_stream(spec.data) is None:  # not streamed: no need to read the data here
-            return {}, None
+            return {}
         splits = load_splits(spec)
-    if not splits.stream:
-        return {}, None
-    budget = buffer_bytes(splits.train_rows, spec)
-    return {"train": train_dataset(spec, splits)}, whole_split_config(budget)
+    return {"train": train_dataset(spec, splits)} if splits.stream else {}
 
 
 def show_data_warnings(report: DataReport, console: Console) -> None:

@@ -175,11 +175,11 @@ def test_blocks_grow_with_the_set_but_each_worker_still_gets_many(tiny_bert):
 def test_read_ahead_is_a_few_blocks_a_worker_with_a_floor(tiny_bert):
     raw = streamed_raw(tiny_bert, "s3://bucket/train/")
     short = make_spec(raw | {"scaling": {"num_workers": 2}})
-    assert buffer_bytes(10_000_000, short) == MIN_BUFFER_BYTES  # 4,096 rows x 48 tokens: small
+    assert buffer_bytes(4096, short) == MIN_BUFFER_BYTES  # 4,096 rows x 48 tokens: small
     long = make_spec(
         raw | {"scaling": {"num_workers": 2}, "model": {**raw["model"], "max_length": 512}}
     )
-    assert buffer_bytes(10_000_000, long) == 2 * 2 * 4096 * 512 * 32  # 2 blocks a worker
+    assert buffer_bytes(4096, long) == 2 * 2 * 4096 * 512 * 32  # 2 blocks a worker
 
 
 def test_trained_ids_are_a_multiset():

@@ -35,7 +35,7 @@ from ftray.models import load_tokenizer
 from ftray.results import ModelResult
 from ftray.runs import RESULT_FILE
 from ftray.runtime import ray_runtime
-from ftray.streaming import TRACE_ENV, bound_read_ahead, example_id
+from ftray.streaming import TRACE_ENV, bound_read_ahead, example_id, whole_split_config
 from ftray.tasks import encode
 from ftray.train import train
 from registry import BlobCache, Registry
@@ -329,19 +329,23 @@ def test_a_streamed_set_held_at_its_budget_leaves_the_cores_to_the_workers():
     def kilobyte_rows(batch):  # far more data than the budget: backpressure must hold it
         return {"x": np.zeros((len(batch["id"]), 128), np.int64)}
 
-    dataset = ray.data.range(100_000).map_batches(kilobyte_rows, batch_size=256)
+    # 30 MB, against a budget of 8: consumed at 1,280 rows/s at most, it outlasts the 10 s
+    dataset = ray.data.range(30_000).map_batches(kilobyte_rows, batch_size=256)
     dataset = dataset.repartition(target_num_rows_per_block=4096)  # as `train_dataset` does
     bound_read_ahead(dataset, 8 * 2**20)
     stop = threading.Event()
 
     def consume_slowly(shard) -> None:  # as a training worker: a batch, then a step's work
         for _ in shard.iter_batches(batch_size=32):
-            if stop.wait(0.05):
-                return
+            stop.wait(0.05)  # once stopped, the rest at once: a shard left half-read keeps
+            # Ray Data's threads reading it, and those kill the process if Ray shuts down first
 
     threads = [
         threading.Thread(target=consume_slowly, args=(shard,))
-        for shard in dataset.streaming_split(2, equal=False)
+        for shard in (
+            split["train"]
+            for split in whole_split_config().configure({"train": dataset}, 2, None, None)
+        )  # as Ray Train splits it
     ]
     for thread in threads:
         thread.start()
