@@ -115,23 +115,22 @@ def pipeline_rate(model: str, url: str, work: Path, rows_read: int = 200_000) ->
             "data": {"train": url, "validation": validation},
         }
     )
-    splits = load_splits(spec)
     # Read ahead as far as training reads; each shard read to its end: a shard left half-read
     # keeps Ray Data's threads reading it, and those kill the process if Ray shuts down first.
-    dataset = train_dataset(spec, splits).limit(rows_read)
+    dataset = train_dataset(spec, load_splits(spec)).limit(rows_read)
     shards = dataset.streaming_split(2, equal=False)
     start, elapsed, seen, failures = threading.Barrier(2), [], [], []
 
     def consume(shard) -> None:
         try:
             start.wait()
-            began, rows = time.perf_counter(), 0
+            began, count = time.perf_counter(), 0
             for table in shard.iter_batches(
                 batch_size=32, batch_format="pyarrow", local_shuffle_buffer_size=10_000
             ):
-                rows += len(table.drop_columns([EXAMPLE_ID]).to_pylist())
+                count += len(table.drop_columns([EXAMPLE_ID]).to_pylist())
             elapsed.append(time.perf_counter() - began)
-            seen.append(rows)
+            seen.append(count)
         except BaseException as error:
             failures.append(error)
 

@@ -303,8 +303,8 @@ def idle_backoff_callback() -> type:
     memory budget, as a streamed training set is while the workers train, a pass has nothing
     to wait on and the loop spins a core: measured on a slow consumer of a split held at 8 MiB,
     its coordinator took 1.00 CPU, 0.17 with a 10 ms pause (`tests/test_train_ray.py -k held_at`:
-    0.92 without, 0.08 with 20 ms). `on_execution_step` runs after each
-    pass (`StreamingExecutor.run`); the executor's `_topology` and the operators'
+    0.92 without, 0.08 with 20 ms). `on_execution_step` runs after each pass
+    (`StreamingExecutor.run`); the executor's `_topology` and the operators'
     `_in_task_*_backpressure` flags are private."""
     from ray.data._internal.execution.execution_callback import ExecutionCallback
 

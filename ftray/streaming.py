@@ -57,9 +57,9 @@ BLOCKS_PER_WORKER = 32
 # How far Ray Data may read and tokenize ahead of the workers: a few blocks each, not the whole
 # set. Unbounded, it works through the set as fast as it can on the cores the workers train on
 # (bench/data_scale.py, 2 cores: 1M rows trained at 0.46x the samples/s of 10k with a tiny
-# BERT, 0.67x with MiniLM; bounded, 0.82-0.96x and 0.95-0.96x). Estimated
-# as BUFFER_BLOCKS blocks a worker at BYTES_PER_TOKEN (input ids, mask and labels or types, as
-# int64, plus Arrow's offsets), with a floor.
+# BERT, 0.67x with MiniLM; bounded, 0.82-0.96x and 0.95-0.96x). Estimated as BUFFER_BLOCKS
+# blocks a worker at BYTES_PER_TOKEN (input ids, mask and labels or types, as int64, plus
+# Arrow's offsets), with a floor.
 BUFFER_BLOCKS = 2
 BYTES_PER_TOKEN = 32
 MIN_BUFFER_BYTES = 64 * 2**20

@@ -63,7 +63,7 @@ def build_trainer(
 
     scaling = spec.scaling
     use_gpu = resolve_use_gpu(spec)
-    datasets = streamed_ingest(spec, splits)
+    datasets = streamed_datasets(spec, splits)
     return TorchTrainer(
         ray_train_worker,
         train_loop_config={
@@ -96,9 +96,8 @@ def build_trainer(
     )
 
 
-def streamed_ingest(spec: JobSpec, splits: Splits | None = None) -> dict[str, Any]:
-    """{"train": the Ray Dataset} when the training set is streamed (`ftray.streaming`), else
-    {}."""
+def streamed_datasets(spec: JobSpec, splits: Splits | None = None) -> dict[str, Any]:
+    """{"train": the Ray Dataset} when the training set is streamed (`ftray.streaming`)."""
     if splits is None:
         if train_stream(spec.data) is None:  # not streamed: no need to read the data here
             return {}

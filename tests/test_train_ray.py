@@ -340,13 +340,8 @@ def test_a_streamed_set_held_at_its_budget_leaves_the_cores_to_the_workers():
             stop.wait(0.05)  # once stopped, the rest at once: a shard left half-read keeps
             # Ray Data's threads reading it, and those kill the process if Ray shuts down first
 
-    threads = [
-        threading.Thread(target=consume_slowly, args=(shard,))
-        for shard in (
-            split["train"]
-            for split in whole_split_config().configure({"train": dataset}, 2, None, None)
-        )  # as Ray Train splits it
-    ]
+    splits = whole_split_config().configure({"train": dataset}, 2, None, None)  # as Train does
+    threads = [threading.Thread(target=consume_slowly, args=(s["train"],)) for s in splits]
     for thread in threads:
         thread.start()
     try:
