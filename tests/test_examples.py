@@ -1,5 +1,7 @@
 """The committed example data is exactly what the seeded generators produce."""
 
+import importlib.util
+import json
 import subprocess
 import sys
 
@@ -19,3 +21,24 @@ def test_generators_reproduce_the_committed_data(tmp_path, example):
     for split in ("train", "validation"):
         generated = (tmp_path / "data" / f"{split}.jsonl").read_text()
         assert generated == (EXAMPLES / example / "data" / f"{split}.jsonl").read_text()
+
+
+@pytest.mark.parametrize("split", ["challenge", "dev", "dev2"])
+def test_the_chat_examples_hand_written_answers_are_the_desks_own(split):
+    """Every answer in a hand-written chat set is one the desk's table gives (a typo there would
+    count a right reply as wrong)."""
+    loader = importlib.util.spec_from_file_location("chat_desk", EXAMPLES / "chat" / "generate.py")
+    assert loader is not None and loader.loader is not None
+    desk = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(desk)
+    answers = {
+        "Hello! How can I help you today?",
+        "You are welcome. Goodbye!",
+        *(f"On {day} we are open {hours}." for day, hours in desk.HOURS.items() if hours),
+        *(f"On {day} the library is closed." for day, hours in desk.HOURS.items() if not hours),
+        *(f"You will find {subject} {place}." for subject, place in desk.SHELVES.items()),
+        *(f"A late {item} costs {fee} per day." for item, fee in desk.FEES.items()),
+    }
+    rows = [json.loads(line) for line in (EXAMPLES / "chat" / "data" / f"{split}.jsonl").open()]
+    said = [m["content"] for row in rows for m in row["messages"] if m["role"] == "assistant"]
+    assert said and set(said) <= answers, sorted(set(said) - answers)

@@ -7,8 +7,8 @@ own name; with or without a system message, a greeting and a goodbye. The model 
 initialised from a config, with a byte-level BPE tokenizer trained on the rendered
 conversations, so nothing is downloaded; it is written to `model/` and is not committed.
 
-`data/dev.jsonl` (40 hand-written conversations) chose between versions of this generator;
-nothing trains on it. `data/challenge.jsonl` (20 others) is the example's test split.
+`data/dev.jsonl` and `data/dev2.jsonl` (40 and 55 hand-written conversations) chose between
+versions of this generator; nothing trains on them. `data/challenge.jsonl` (20 others) is the example's test split.
 
     python examples/chat/generate.py --out examples/chat
 """
