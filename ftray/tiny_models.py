@@ -90,6 +90,7 @@ def build_tiny_model(
     layers: int = 2,
     seed: int = 0,
     initializer_range: float = 0.02,
+    heads: int = 2,
 ) -> Path:
     """Save a random `architecture` model and its tokenizer as a transformers directory."""
     quiet_transformers()
@@ -100,7 +101,7 @@ def build_tiny_model(
         "vocab_size": len(tokenizer),
         "hidden_size": hidden_size,
         "num_hidden_layers": layers,
-        "num_attention_heads": 2,
+        "num_attention_heads": heads,
         "intermediate_size": hidden_size * 2,
         "max_position_embeddings": 256,
         "pad_token_id": tokenizer.pad_token_id,
@@ -111,7 +112,7 @@ def build_tiny_model(
     else:
         config = LlamaConfig(
             **common,
-            num_key_value_heads=2,
+            num_key_value_heads=heads,
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
             tie_word_embeddings=True,
