@@ -229,7 +229,7 @@ def main() -> None:
         # Wide initial weights: the tied output embedding stays frozen under LoRA, and at the
         # usual 0.02 its logits could not get confident (low perplexity) whatever LoRA learns.
         # Four heads, not two: across two seeds they read the deciding word far more reliably
-        # (92 and 90 of 115 hand-written conversations right, against 87 and 56; BENCHMARKS.md).
+        # (93 and 90 of 115 hand-written conversations right, against 87 and 56; BENCHMARKS.md).
         build_tiny_model(
             args.out / "model",
             texts,
