@@ -262,7 +262,6 @@ def build_tuner(
     sink: Any,
 ) -> Any:
     from ray import tune as ray_tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     experiment_uri = run_uri(spec, experiment)
     trainable = ray_tune.with_parameters(
@@ -280,17 +279,6 @@ def build_tuner(
         return ray_tune.Tuner.restore(
             experiment_uri, trainable=trainable, resume_unfinished=True, resume_errored=True
         )
-    settings = spec.tune.scheduler
-    scheduler = (
-        ASHAScheduler(
-            time_attr="training_iteration",
-            max_t=max_t,
-            grace_period=min(settings.grace_period, max_t),
-            reduction_factor=settings.reduction_factor,
-        )
-        if settings.kind == "asha"
-        else FIFOScheduler()
-    )
     return ray_tune.Tuner(
         trainable,
         param_space=ray_param_space(spec),
@@ -298,7 +286,7 @@ def build_tuner(
             metric=metric,
             mode=mode,
             num_samples=spec.tune.num_samples,
-            scheduler=scheduler,
+            scheduler=make_scheduler(spec, max_t),
             search_alg=make_searcher(spec, concurrency),
             # A stopped trial's actor must exit rather than wait to be reused: its exit takes the
             # trial's Train controller and workers with it, which is what stops the compute.
@@ -311,6 +299,21 @@ def build_tuner(
             callbacks=callbacks,
             failure_config=ray_tune.FailureConfig(max_failures=spec.tune.max_failures),
         ),
+    )
+
+
+def make_scheduler(spec: JobSpec, max_t: int) -> Any:
+    """ASHA, stopping weak trials at its rungs of `max_t` evaluations, or FIFO (none stopped)."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    settings = spec.tune.scheduler
+    if settings.kind != "asha":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="training_iteration",
+        max_t=max_t,
+        grace_period=min(settings.grace_period, max_t),
+        reduction_factor=settings.reduction_factor,
     )
 
 

@@ -7,7 +7,7 @@ from conftest import make_spec, sentiment_raw
 
 from ftray.errors import FtrayError
 from ftray.search_space import check_search_space, ray_param_space, trial_spec
-from ftray.tune import evaluations_per_trial, make_searcher, trial_row
+from ftray.tune import evaluations_per_trial, make_scheduler, make_searcher, trial_row
 
 
 def spec_with(tmp_path, **tune):
@@ -135,6 +135,16 @@ def test_asha_max_t_counts_evaluations(tmp_path):
 def test_searchers_hold_the_concurrency_limit(tmp_path, searcher):
     spec = spec_with(tmp_path, searcher=searcher, search_space={"strategy.r": {"choice": [2, 4]}})
     assert make_searcher(spec, concurrency=2).max_concurrent == 2
+
+
+def test_asha_never_waits_past_the_last_evaluation_and_fifo_stops_nothing(tmp_path):
+    space = {"strategy.r": {"choice": [2, 4]}}
+    settings = {"grace_period": 5, "reduction_factor": 4}
+    asha = make_scheduler(spec_with(tmp_path, search_space=space, scheduler=settings), max_t=2)
+    # Ray refuses a grace period past max_t; ftray clamps it, so the one rung is at max_t.
+    assert [rung for rung, _ in asha._brackets[0]._rungs] == [2]
+    fifo = make_scheduler(spec_with(tmp_path, search_space=space, scheduler={"kind": "fifo"}), 2)
+    assert type(fifo).__name__ == "FIFOScheduler"
 
 
 def result(metrics, error=None, config=None):
