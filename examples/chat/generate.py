@@ -142,22 +142,49 @@ FEE_ASKED = [
 ]
 
 
+HELLO = "Hello! How can I help you today?"
+GOODBYE = "You are welcome. Goodbye!"
+
+
+def hours_answer(day: str) -> str:
+    hours = HOURS[day]
+    return f"On {day} we are open {hours}." if hours else f"On {day} the library is closed."
+
+
+def shelf_answer(subject: str) -> str:
+    return f"You will find {subject} {SHELVES[subject]}."
+
+
+def fee_answer(item: str) -> str:
+    return f"A late {item} costs {FEES[item]} per day."
+
+
+def answers() -> set[str]:
+    """Every answer the desk gives."""
+    return {
+        HELLO,
+        GOODBYE,
+        *map(hours_answer, HOURS),
+        *map(shelf_answer, SHELVES),
+        *map(fee_answer, FEES),
+    }
+
+
 def question(rng: random.Random) -> tuple[str, str, str]:
     """(question, answer, kind) about one fact of the desk's table."""
     kind = rng.choice(["hours", "shelf", "fee"])
     if kind == "hours":
         day = rng.choice(list(HOURS))
-        hours = HOURS[day]
-        answer = f"On {day} we are open {hours}." if hours else f"On {day} the library is closed."
+        answer = hours_answer(day)
         return rng.choice(HOURS_ASKED).format(day=day), answer, kind
     if kind == "shelf":
         subject = rng.choice(list(SHELVES))
-        answer = f"You will find {subject} {SHELVES[subject]}."
+        answer = shelf_answer(subject)
         named = rng.choice(SUBJECT_NAMES[subject])
         asked = rng.choice(SHELF_ASKED).format(named=named, subject=subject)
         return asked, answer, kind
     item = rng.choice(list(FEES))
-    answer = f"A late {item} costs {FEES[item]} per day."
+    answer = fee_answer(item)
     return rng.choice(FEE_ASKED).format(item=rng.choice(ITEM_NAMES[item])), answer, kind
 
 
@@ -177,7 +204,7 @@ def conversation(rng: random.Random) -> dict:
     if rng.random() < 0.4:
         messages += [
             {"role": "user", "content": typed(rng, rng.choice(GREETINGS))},
-            {"role": "assistant", "content": "Hello! How can I help you today?"},
+            {"role": "assistant", "content": HELLO},
         ]
     kinds = []
     for _ in range(rng.randint(1, 3)):
@@ -190,7 +217,7 @@ def conversation(rng: random.Random) -> dict:
     if rng.random() < 0.3:
         messages += [
             {"role": "user", "content": typed(rng, rng.choice(THANKS))},
-            {"role": "assistant", "content": "You are welcome. Goodbye!"},
+            {"role": "assistant", "content": GOODBYE},
         ]
     return {"messages": messages, "group": kinds[-1]}
 
