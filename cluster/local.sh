@@ -17,6 +17,9 @@ RAY=${RAY:-ray}
 # exists (a local ray.init() creates one) but a joining node does not. Loopback only, so off.
 export RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled}
 
+# Whether any of these processes still runs (a zombie does not: nothing here may reap it).
+running() { ps -o stat= -p "$(IFS=,; echo "$*")" 2>/dev/null | grep -qv '^Z'; }
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # Each node on one machine needs its own agent ports (the defaults are fixed numbers).
@@ -49,10 +52,15 @@ case "${1:-}" in
     add_worker "${2:-1}"
     ;;
   stop)
-    # `ray stop` would stop every Ray on the machine; this cluster's processes name its directory.
-    pkill -TERM -f "$DIR" || true
-    for _ in $(seq 20); do pgrep -f "$DIR" >/dev/null || exit 0; sleep 0.5; done
-    pkill -KILL -f "$DIR" || true
+    # `ray stop` would stop every Ray on the machine; this cluster's processes name its directory,
+    # except the agents each raylet starts (ray::DashboardAgent, ray::RuntimeEnvAgent), which
+    # rename themselves: they are found as the raylets' children, or they outlive it by minutes.
+    mapfile -t pids < <(pgrep -f "$DIR" || true)
+    for pid in "${pids[@]}"; do mapfile -t -O "${#pids[@]}" pids < <(pgrep -P "$pid" || true); done
+    [ "${#pids[@]}" -eq 0 ] && exit 0
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    for _ in $(seq 20); do running "${pids[@]}" || exit 0; sleep 0.5; done
+    kill -KILL "${pids[@]}" 2>/dev/null || true
     ;;
   *)
     echo "usage: $0 start [CPUS] | add-worker [CPUS] | stop" >&2

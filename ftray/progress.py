@@ -12,6 +12,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 POLL_S = 1.0
+# When no worker has started after this long, and then as often again, the display asks Ray why
+# (`slow_start`): a cluster short of resources otherwise looks like a bar that never moves.
+SLOW_START_S = 60.0
 
 
 def make_sink() -> Any:
@@ -57,9 +60,13 @@ class ProgressDisplay:
         enabled: bool = True,
         metric: str | None = None,
         listeners: Sequence[Callable[[dict[str, Any]], None]] = (),
+        slow_start: Callable[[], str | None] | None = None,
     ) -> None:
         self.sink, self.title, self.enabled, self.metric = sink, title, enabled, metric
         self.listeners = listeners  # e.g. a tracker's on_event, on the polling thread
+        self.slow_start = slow_start  # what the workers wait for, when they are slow to start
+        self._began = time.monotonic()
+        self._next_start_note = self._began + SLOW_START_S
         self.console = Console(stderr=True)
         self.events: list[dict] = []  # everything seen, for the result (start-up time...)
         self._stop = threading.Event()
@@ -92,6 +99,17 @@ class ProgressDisplay:
     def _run(self) -> None:
         while not self._stop.wait(POLL_S):
             self._poll()
+            if time.monotonic() >= self._next_start_note:
+                self._note_slow_start()
+
+    def _note_slow_start(self) -> None:
+        self._next_start_note += SLOW_START_S
+        if not self.slow_start or any(e["kind"] == "start" for e in self.events):
+            return
+        reason = self.slow_start()
+        if reason and self.enabled:
+            waited = time.monotonic() - self._began
+            self._progress.console.print(f"  workers not started after {waited:.0f} s: {reason}")
 
     def _poll(self) -> None:
         import ray

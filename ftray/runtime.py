@@ -88,6 +88,7 @@ def check_capacity(
     use_gpu: bool,
     what: str = "scaling",
     streamed: bool = False,
+    strategy: str = "PACK",
 ) -> None:
     """Fail fast when the cluster can never fit the workers, instead of waiting for resources.
 
@@ -106,6 +107,12 @@ def check_capacity(
             f"of the cluster's {capacity.get('CPU', 0):g} for Ray Data to stream the training "
             "set; use fewer or smaller workers (e.g. cpus_per_worker: 0.5)"
         )
+    nodes = alive_nodes()
+    if strategy == "STRICT_SPREAD" and workers > nodes:
+        raise FtrayError(
+            f"{what}.placement_strategy: STRICT_SPREAD puts each of {workers} workers on a node "
+            f"of its own but the Ray cluster has {nodes}"
+        )
     if use_gpu and workers > capacity.get("GPU", 0):
         raise FtrayError(
             f"{what}.num_workers: {workers} GPU workers but the Ray cluster has "
@@ -113,14 +120,63 @@ def check_capacity(
         )
 
 
+def why_workers_wait() -> str | None:
+    """What this job's training workers wait for, from Ray's State API: a placement group the
+    cluster cannot place yet, or worker actors not yet created (a node still setting up their
+    runtime environment, say). None when nothing of this job waits, or the API cannot answer.
+
+    Train V2 retries a worker group that cannot start without end, quietly: this is what a
+    user sees instead of a bar that never moves."""
+    import ray
+    from ray.util import state
+
+    job = ray.get_runtime_context().get_job_id()
+    try:
+        groups = state.list_placement_groups(
+            filters=[("creator_job_id", "=", job), ("state", "=", "PENDING")],
+            detail=True,
+            raise_on_missing_output=False,
+        )
+        actors = state.list_actors(
+            filters=[("job_id", "=", job)], detail=True, raise_on_missing_output=False
+        )
+    except Exception:  # no dashboard to serve the State API (a cluster started without one)
+        return None
+    reasons = [_pending_group(group.bundles or []) for group in groups]
+    waiting: dict[str, int] = {}
+    for actor in actors:
+        if actor.state in ("DEPENDENCIES_UNREADY", "PENDING_CREATION"):
+            key = f"{actor.class_name.rsplit('.', 1)[-1]} {actor.state}"
+            waiting[key] = waiting.get(key, 0) + 1
+    reasons += [f"{count} {key}" for key, count in sorted(waiting.items())]
+    return "; ".join(reasons) or None
+
+
+def _pending_group(bundles: list[dict]) -> str:
+    import ray
+
+    free, nodes = ray.available_resources().get("CPU", 0), alive_nodes()
+    need = [bundle.get("unit_resources", {}) for bundle in bundles]
+    shape = f"{len(need)} x {need[0]}" if need and all(b == need[0] for b in need) else str(need)
+    where = f"{nodes} node" + ("s" if nodes != 1 else "")
+    return (
+        f"a placement group of {shape} is pending (the cluster has {free:g} CPUs free on {where})"
+    )
+
+
+def alive_nodes() -> int:
+    import ray
+
+    return sum(1 for node in ray.nodes() if node["Alive"])
+
+
 def check_storage_reachable(storage_path: str, shared_filesystem: bool) -> None:
     """On a multi-node cluster, checkpoints must live where every node can read them: a worker
     restarted on another node resumes from them, and the driver exports the best one."""
-    import ray
 
     if "://" in storage_path or shared_filesystem:
         return
-    nodes = sum(1 for node in ray.nodes() if node["Alive"])
+    nodes = alive_nodes()
     if nodes > 1:
         raise FtrayError(
             f"checkpoint.storage_path: {storage_path} is a local directory but the Ray cluster "

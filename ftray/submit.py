@@ -14,6 +14,7 @@ their values are never printed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -139,8 +140,11 @@ def submit(
     return {"job_id": job_id, "entrypoint": entrypoint, "address": client.get_address()}
 
 
-def follow(address: str, job_id: str, out: Any = sys.stdout) -> dict[str, Any]:
-    """Stream the job's logs until it ends; returns its final status."""
+def follow(
+    address: str, job_id: str, out: Any = sys.stdout, timeout: float | None = None
+) -> dict[str, Any]:
+    """Stream the job's logs until it ends, or until `timeout` seconds pass; returns its
+    status (not a terminal one when the time ran out first)."""
     client = connect(address)
 
     async def stream() -> None:
@@ -148,7 +152,11 @@ def follow(address: str, job_id: str, out: Any = sys.stdout) -> dict[str, Any]:
             out.write(lines)
             out.flush()
 
-    asyncio.run(stream())
+    async def until_timeout() -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stream(), timeout)
+
+    asyncio.run(until_timeout())
     return status(address, job_id, client)
 
 

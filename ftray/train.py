@@ -33,6 +33,7 @@ from ftray.runtime import (
     cluster_capacity,
     node_portable,
     ray_runtime,
+    why_workers_wait,
 )
 from ftray.spec import JobSpec
 from ftray.streaming import train_dataset, whole_split_config
@@ -142,14 +143,25 @@ def train(
         with ray_runtime(address, verbose):
             use_gpu = resolve_use_gpu(spec)
             scaling, streamed = spec.scaling, plan.splits.stream is not None
-            check_capacity(scaling.num_workers, scaling.cpus_per_worker, use_gpu, streamed=streamed)
+            check_capacity(
+                scaling.num_workers,
+                scaling.cpus_per_worker,
+                use_gpu,
+                streamed=streamed,
+                strategy=scaling.placement_strategy,
+            )
             check_storage_reachable(spec.checkpoint.storage_path, spec.checkpoint.shared_filesystem)
             sink = make_sink()
             trainer = build_trainer(spec, run, sink, splits=plan.splits)
             launched = time.time()
             listeners = [tracker.on_event]
             with ProgressDisplay(
-                sink, run, enabled=progress, metric=spec.metric, listeners=listeners
+                sink,
+                run,
+                enabled=progress,
+                metric=spec.metric,
+                listeners=listeners,
+                slow_start=why_workers_wait,
             ) as display:
                 result = fit(trainer)
         destination = output_dir(spec, run)

@@ -191,6 +191,7 @@ def run_trials(
             spec.scaling.cpus_per_worker,
             resolve_use_gpu(spec),
             streamed=streamed,
+            strategy=spec.scaling.placement_strategy,
         )
         check_storage_reachable(spec.checkpoint.storage_path, spec.checkpoint.shared_filesystem)
         free_cpus = cluster_capacity().get("CPU", 1) - (1 if streamed else 0)

@@ -4,6 +4,7 @@ the whole module (a TorchTrainer with DeepSpeed costs ~15-30 s of start-up here)
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,14 +28,16 @@ from conftest import (
     write_jsonl,
 )
 
+from ftray import progress
 from ftray.checkpointing import TRAINER_STATE
 from ftray.data import load_splits
 from ftray.encoding import Collator
 from ftray.errors import FtrayError
 from ftray.models import load_tokenizer
+from ftray.progress import ProgressDisplay, make_sink
 from ftray.results import ModelResult
 from ftray.runs import RESULT_FILE
-from ftray.runtime import ray_runtime
+from ftray.runtime import ray_runtime, why_workers_wait
 from ftray.streaming import TRACE_ENV, bound_read_ahead, example_id, whole_split_config
 from ftray.tasks import encode
 from ftray.train import train
@@ -235,6 +238,45 @@ def test_more_workers_than_cpus_is_refused_instead_of_hanging(tmp_path, tiny_ber
     with pytest.raises(FtrayError, match="4 workers x 1 CPU need 4 CPUs but the Ray cluster has 2"):
         train(spec, progress=False)
     assert not list((tmp_path / "runs").glob("*"))
+
+
+def test_workers_that_cannot_start_are_explained_while_the_run_waits(monkeypatch, capsys):
+    """Train V2 retries a worker group that cannot start without end and says nothing: the
+    display names what waits. Two bundles of 2 CPUs on different nodes cannot be placed on this
+    one-node, 2-CPU Ray; an actor that needs a resource no node has is never created."""
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    assert why_workers_wait() is None
+    group = placement_group([{"CPU": 2}, {"CPU": 2}], strategy="STRICT_SPREAD")
+
+    class Stuck:
+        pass
+
+    stuck = ray.remote(resources={"absent-accelerator": 1})(Stuck).remote()
+    try:
+        deadline = time.time() + 30  # the State API sees them a moment after they are made
+        while (reason := why_workers_wait()) is None or "Stuck" not in reason:
+            assert time.time() < deadline, reason
+            time.sleep(0.5)
+        assert "a placement group of 2 x {'CPU': 2.0} is pending" in reason
+        assert re.search(r"pending \(the cluster has [\d.]+ CPUs free on 1 node\)", reason)
+        assert "1 Stuck PENDING_CREATION" in reason
+
+        monkeypatch.setattr(progress, "SLOW_START_S", 0.5)
+        with ProgressDisplay(make_sink(), "run", slow_start=why_workers_wait):
+            time.sleep(2.5)
+        assert "workers not started after" in capsys.readouterr().err
+    finally:
+        ray.kill(stuck)
+        remove_placement_group(group)
+
+
+def test_strict_spread_over_more_workers_than_nodes_is_refused(tmp_path, tiny_bert):
+    scaling = {"num_workers": 2, "placement_strategy": "STRICT_SPREAD"}
+    spec = make_spec(sentiment_raw(tiny_bert, scaling=scaling), tmp_path)
+    with pytest.raises(FtrayError, match="STRICT_SPREAD puts each of 2 workers on a node of its"):
+        train(spec, progress=False)
 
 
 def test_prompt_tuning_for_ner_on_two_workers(tmp_path, tiny_bert):
