@@ -35,3 +35,38 @@ def test_the_chat_examples_hand_written_answers_are_the_desks_own(split):
     said = {m["content"] for row in rows for m in row["messages"] if m["role"] == "assistant"}
     unknown = said - desk.answers()
     assert said and not unknown, sorted(unknown)
+
+
+def rows_of(path):
+    return [json.loads(line) for line in path.open()]
+
+
+def text_of(row):
+    return (row.get("text") or " ".join(row["tokens"])).lower()
+
+
+@pytest.mark.parametrize(
+    "example,split",
+    [
+        ("sentiment", "challenge"),
+        ("sentiment", "holdout"),
+        ("ner", "challenge"),
+        ("ner", "holdout"),
+    ],
+)
+def test_the_hand_written_sets_share_no_row_with_training_and_are_well_labelled(example, split):
+    """A hand-written set scores text the model never trained on, in the example's own labels."""
+    data = EXAMPLES / example / "data"
+    trained = {
+        text_of(row) for name in ("train", "validation") for row in rows_of(data / f"{name}.jsonl")
+    }
+    rows = rows_of(data / f"{split}.jsonl")
+    assert rows and not [row for row in rows if text_of(row) in trained]
+    for row in rows:
+        if example == "sentiment":
+            assert row["label"] in ("positive", "negative"), row
+        else:
+            assert len(row["tags"]) == len(row["tokens"]), row
+            for before, tag in zip(["O", *row["tags"][:-1]], row["tags"], strict=True):
+                assert tag == "O" or tag[2:] in ("PER", "ORG", "LOC", "MISC"), row
+                assert not tag.startswith("I-") or before[2:] == tag[2:], row  # BIO, not IO
