@@ -104,10 +104,10 @@ class ProgressDisplay:
 
     def _note_slow_start(self) -> None:
         self._next_start_note += SLOW_START_S
-        if not self.slow_start or any(e["kind"] == "start" for e in self.events):
+        if not (self.enabled and self.slow_start) or any(e["kind"] == "start" for e in self.events):
             return
-        reason = self.slow_start()
-        if reason and self.enabled:
+        reason = self.slow_start()  # asks Ray's State API: only when it will be shown
+        if reason:
             waited = time.monotonic() - self._began
             self._progress.console.print(f"  workers not started after {waited:.0f} s: {reason}")
 

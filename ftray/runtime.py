@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -107,8 +108,7 @@ def check_capacity(
             f"of the cluster's {capacity.get('CPU', 0):g} for Ray Data to stream the training "
             "set; use fewer or smaller workers (e.g. cpus_per_worker: 0.5)"
         )
-    nodes = alive_nodes()
-    if strategy == "STRICT_SPREAD" and workers > nodes:
+    if strategy == "STRICT_SPREAD" and workers > (nodes := alive_nodes()):
         raise FtrayError(
             f"{what}.placement_strategy: STRICT_SPREAD puts each of {workers} workers on a node "
             f"of its own but the Ray cluster has {nodes}"
@@ -142,26 +142,27 @@ def why_workers_wait() -> str | None:
         )
     except Exception:  # no dashboard to serve the State API (a cluster started without one)
         return None
-    reasons = [_pending_group(group.bundles or []) for group in groups]
-    waiting: dict[str, int] = {}
-    for actor in actors:
-        if actor.state in ("DEPENDENCIES_UNREADY", "PENDING_CREATION"):
-            key = f"{actor.class_name.rsplit('.', 1)[-1]} {actor.state}"
-            waiting[key] = waiting.get(key, 0) + 1
+    reasons = []
+    if groups:
+        free, nodes = ray.available_resources().get("CPU", 0), alive_nodes()
+        where = f"{free:g} CPUs free on {nodes} node" + ("s" if nodes != 1 else "")
+        for group in groups:
+            reasons.append(
+                f"a placement group of {_shape(group.bundles or [])} is pending "
+                f"(the cluster has {where})"
+            )
+    waiting = Counter(
+        f"{actor.class_name.rsplit('.', 1)[-1]} {actor.state}"
+        for actor in actors
+        if actor.state in ("DEPENDENCIES_UNREADY", "PENDING_CREATION")
+    )
     reasons += [f"{count} {key}" for key, count in sorted(waiting.items())]
     return "; ".join(reasons) or None
 
 
-def _pending_group(bundles: list[dict]) -> str:
-    import ray
-
-    free, nodes = ray.available_resources().get("CPU", 0), alive_nodes()
+def _shape(bundles: list[dict]) -> str:
     need = [bundle.get("unit_resources", {}) for bundle in bundles]
-    shape = f"{len(need)} x {need[0]}" if need and all(b == need[0] for b in need) else str(need)
-    where = f"{nodes} node" + ("s" if nodes != 1 else "")
-    return (
-        f"a placement group of {shape} is pending (the cluster has {free:g} CPUs free on {where})"
-    )
+    return f"{len(need)} x {need[0]}" if need and all(b == need[0] for b in need) else str(need)
 
 
 def alive_nodes() -> int:
@@ -173,7 +174,6 @@ def alive_nodes() -> int:
 def check_storage_reachable(storage_path: str, shared_filesystem: bool) -> None:
     """On a multi-node cluster, checkpoints must live where every node can read them: a worker
     restarted on another node resumes from them, and the driver exports the best one."""
-
     if "://" in storage_path or shared_filesystem:
         return
     nodes = alive_nodes()

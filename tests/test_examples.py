@@ -1,12 +1,11 @@
 """The committed example data is exactly what the seeded generators produce."""
 
 import importlib.util
-import json
 import subprocess
 import sys
 
 import pytest
-from conftest import EXAMPLES
+from conftest import EXAMPLES, read_jsonl
 
 
 @pytest.mark.parametrize("example", ["sentiment", "ner", "causal-lm", "chat"])
@@ -31,14 +30,10 @@ def test_the_chat_examples_hand_written_answers_are_the_desks_own(split):
     assert loader is not None and loader.loader is not None
     desk = importlib.util.module_from_spec(loader)
     loader.loader.exec_module(desk)
-    rows = [json.loads(line) for line in (EXAMPLES / "chat" / "data" / f"{split}.jsonl").open()]
+    rows = read_jsonl(EXAMPLES / "chat" / "data" / f"{split}.jsonl")
     said = {m["content"] for row in rows for m in row["messages"] if m["role"] == "assistant"}
     unknown = said - desk.answers()
     assert said and not unknown, sorted(unknown)
-
-
-def rows_of(path):
-    return [json.loads(line) for line in path.open()]
 
 
 def text_of(row):
@@ -58,9 +53,11 @@ def test_the_hand_written_sets_share_no_row_with_training_and_are_well_labelled(
     """A hand-written set scores text the model never trained on, in the example's own labels."""
     data = EXAMPLES / example / "data"
     trained = {
-        text_of(row) for name in ("train", "validation") for row in rows_of(data / f"{name}.jsonl")
+        text_of(row)
+        for name in ("train", "validation")
+        for row in read_jsonl(data / f"{name}.jsonl")
     }
-    rows = rows_of(data / f"{split}.jsonl")
+    rows = read_jsonl(data / f"{split}.jsonl")
     assert rows and not [row for row in rows if text_of(row) in trained]
     for row in rows:
         if example == "sentiment":
