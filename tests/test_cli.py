@@ -106,7 +106,7 @@ def test_malformed_yaml_and_usage_errors(tmp_path, capsys):
 def test_data_check_prints_json(capsys):
     code, out, _ = run_cli(capsys, "data", "check", str(EXAMPLES / "sentiment/job.yaml"), "--json")
     report = json.loads(out)
-    assert code == 0 and report["train_examples"] == 4429 and not report["failed"]
+    assert code == 0 and report["train_examples"] == 2589 and not report["failed"]
     assert report["test_examples"] == 171
     assert {f["check"] for f in report["findings"]} >= {"label_balance", "leakage", "shortcuts"}
 

@@ -45,6 +45,7 @@ def text_of(row):
     [
         ("sentiment", "challenge"),
         ("sentiment", "holdout"),
+        ("sentiment", "blind"),
         ("ner", "challenge"),
         ("ner", "holdout"),
     ],
@@ -52,12 +53,13 @@ def text_of(row):
 def test_the_hand_written_sets_share_no_row_with_training_and_are_well_labelled(example, split):
     """A hand-written set scores text the model never trained on, in the example's own labels."""
     data = EXAMPLES / example / "data"
-    trained = {
+    trained = "\n".join(
         text_of(row)
         for name in ("train", "validation")
         for row in read_jsonl(data / f"{name}.jsonl")
-    }
+    )
     rows = read_jsonl(data / f"{split}.jsonl")
+    # Substrings too: training rows include hand-written reviews with a sentence added around them.
     assert rows and not [row for row in rows if text_of(row) in trained]
     for row in rows:
         if example == "sentiment":

@@ -298,16 +298,16 @@ def test_the_sentiment_example_holds_up_on_its_hand_written_reviews(tmp_path):
     from ftray.cli import main
 
     job = EXAMPLES / "sentiment/job.yaml"
-    # Two of the example's three epochs, to keep the suite near 30 minutes: its learning rate
-    # is constant, so they are the README run's first two. Measured 2026-12-06: validation
-    # 0.970 and test 0.918 after two, 0.976 and 0.924 after three (2 minutes more).
+    # Two of the example's three epochs, to keep the suite short: its learning rate is
+    # constant, so they are the README run's first two. Measured 2026-12-07: validation 0.943
+    # and test 0.936 after two, 0.950 and 0.936 after three (80 s more).
     args = ["--set", f"checkpoint.storage_path={tmp_path}", "--set", "train.epochs=2", "--json"]
     with pytest.raises(SystemExit) as exited:
         main(["train", str(job), *args])
     assert exited.value.code == 0
     result = ModelResult.read(next(tmp_path.glob("*/" + RESULT_FILE)).parent)
     assert result is not None
-    assert result.metrics["accuracy"] >= 0.9  # generated validation (+40 hand-written)
+    assert result.metrics["accuracy"] >= 0.9  # generated validation (+60 hand-written)
     # The 171 hand-written reviews of the test split.
     assert result.test_examples == 171 and result.test_metrics["accuracy"] >= 0.88
     assert result.strategy == "full"

@@ -9,10 +9,12 @@ irony ("it lasted a whole week"), and neutral sentences that occur equally with 
 Sentences are joined in random order, case and punctuation vary, and no phrase belongs to one
 domain. `--noise` flips a share of the training labels.
 
-Two hand-written files sit beside the generated data. `data/handwritten.jsonl` (183 reviews
-written for ftray) joins the training data, three variants of each, minus 40 that join the
-validation split, so that the choice of epoch sees natural text too. `data/challenge.jsonl`
-(171 other reviews) is the example's test split: nothing here reads it.
+Hand-written files sit beside the generated data. `data/handwritten.jsonl` (423 reviews
+written for ftray, most of them saying what happened rather than what the writer thinks of it)
+joins the training data, three variants of each, minus 60 that join the validation split, so
+that the choice of epoch sees natural text too. `data/challenge.jsonl` (171 other reviews) is
+the example's test split; `data/holdout.jsonl` and `data/blind.jsonl` are further sets for
+scoring. Nothing here reads them.
 
     python examples/sentiment/generate.py --out examples/sentiment/data
 """
@@ -989,7 +991,7 @@ def generate(count: int, seed: int, noise: float) -> list[dict]:
 
 
 HANDWRITTEN = Path(__file__).parent / "data" / "handwritten.jsonl"
-HANDWRITTEN_VALIDATION = 40
+HANDWRITTEN_VALIDATION = 60
 
 
 def handwritten(rng: random.Random) -> tuple[list[dict], list[dict]]:
@@ -1025,7 +1027,7 @@ def write_jsonl(rows: list[dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "data")
-    parser.add_argument("--train", type=int, default=4000)
+    parser.add_argument("--train", type=int, default=1500)
     parser.add_argument("--validation", type=int, default=500)
     parser.add_argument("--noise", type=float, default=0.0, help="share of flipped train labels")
     parser.add_argument("--seed", type=int, default=11)
