@@ -28,7 +28,12 @@ from ftray.deepspeed_config import deepspeed_config
 from ftray.early_stopping import EarlyStopping
 from ftray.encoding import Collator, model_logits
 from ftray.errors import FtrayError
-from ftray.gradient_sync import OverlappedGradientSync, overlap_applies
+from ftray.gradient_sync import (
+    OverlappedGradientSync,
+    overlap_applies,
+    row_sparse_tables,
+    take_over_clipping,
+)
 from ftray.models import load_task_model, load_tokenizer, quiet_transformers
 from ftray.optim import (
     add_l1_penalty,
@@ -180,10 +185,15 @@ class Recipe:
         accumulation = train.gradient_accumulation_steps
         add_l1_penalty(decayed_parameters(self.model), train.l1, accumulation)
         self.gradient_sync: OverlappedGradientSync | None = None
+        self.clip_norm = 0.0  # clipping the gradient sync does in DeepSpeed's place
         if overlap_applies(self.engine, train.gradient_checkpointing):
-            # DDP's overlap for ZeRO-0: buckets reduce during backward instead of after it.
+            # DDP's overlap for ZeRO-0: buckets reduce during backward instead of after it, and
+            # large embedding tables only in the rows the step's tokens touched.
             self.engine.enable_backward_allreduce = False
-            self.gradient_sync = OverlappedGradientSync(list(self.model.parameters()))
+            self.gradient_sync = OverlappedGradientSync(
+                list(self.model.parameters()), by_rows=row_sparse_tables(self.model)
+            )
+            self.clip_norm = take_over_clipping(self.engine)
         self.nodes = _worker_nodes(self.session.node)
 
     def resume(self) -> None:
@@ -257,7 +267,7 @@ class Recipe:
             sync.arm(self.engine.is_gradient_accumulation_boundary())
         self.engine.backward(loss_sum / max(positions, 1))
         if sync is not None:
-            sync.finish()
+            sync.finish(self.clip_norm)
         self.engine.step()
         correct, predicted = self.task_plugin.correct_predictions(logits.detach(), batch["labels"])
         tokens = int(batch["tokens"])
