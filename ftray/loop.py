@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import resource
 import sys
+import sysconfig
 import tempfile
 import time
 from functools import partial
@@ -379,7 +381,20 @@ def _import_deepspeed() -> ModuleType:
     finally:
         if hidden:
             del sys.modules["mlflow"]
+    _environment_tools_first()
     return deepspeed
+
+
+def _environment_tools_first() -> None:
+    """Put this interpreter's scripts directory first on PATH before DeepSpeed builds its CPU
+    communication op. torch builds with whichever `ninja` PATH finds: the pip `ninja` DeepSpeed
+    installs into the environment hashes commands differently from a system one, so runs
+    launched with and without the environment activated rebuilt the op in turn (~35 s of
+    start-up each time), and without a system ninja an unactivated launch could not build it."""
+    scripts = sysconfig.get_path("scripts")
+    entries = [entry for entry in os.environ.get("PATH", "").split(os.pathsep) if entry]
+    if os.path.isfile(os.path.join(scripts, "ninja")) and entries[:1] != [scripts]:
+        os.environ["PATH"] = os.pathsep.join([scripts, *entries])
 
 
 def _scoring_model(engine) -> torch.nn.Module:

@@ -299,3 +299,19 @@ def test_packed_chat_training_learns_and_keeps_its_template(tmp_path, tiny_llama
 def test_gpu_only_options_are_refused_on_cpu_in_one_line(tmp_path, tiny_llama, sections, message):
     with pytest.raises(FtrayError, match=message.replace("(", r"\(").replace(")", r"\)")):
         run_local(make_spec(clm_raw(tiny_llama, **sections)), tmp_path / "run")
+
+
+def test_deepspeed_builds_with_the_environments_own_ninja(monkeypatch):
+    """Activated or not, a worker finds the environment's ninja first, so DeepSpeed's CPU op is
+    not rebuilt each time the launch changes (two ninjas hash build commands differently)."""
+    import os
+    import sysconfig
+
+    from ftray.loop import _environment_tools_first
+
+    scripts = sysconfig.get_path("scripts")
+    assert os.path.isfile(os.path.join(scripts, "ninja")), "deepspeed installs the pip ninja"
+    monkeypatch.setenv("PATH", os.pathsep.join(["/usr/bin", "/bin"]))
+    _environment_tools_first()
+    _environment_tools_first()
+    assert os.environ["PATH"].split(os.pathsep) == [scripts, "/usr/bin", "/bin"]
