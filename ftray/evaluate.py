@@ -68,6 +68,7 @@ class Evaluation:
     seconds: float = 0.0
     plot: str | None = None
     recorded: str | None = None  # the registry key of the record, with --record
+    notes: list[str] = field(default_factory=list)  # what was scored differently, and why
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,19 +108,9 @@ def evaluate(
     path = Path(data_file)
     rows = read_rows(str(path), data.format, "data file")
     check_task_fields(rows[0], model.files.task, data, path.name)
+    data, notes = _slices_in(rows, data)
     examples = normalize(rows, model.files.task, data, path.name)
-    if shards is None:
-        shards = 0 if len(examples) > RAY_ROWS else 1
-    if shards == 1:
-        scores = score_examples(model.files, examples, data, model.max_length, path.name)
-    else:
-        from ftray.runtime import cluster_capacity, ray_runtime
-
-        with ray_runtime(address):
-            shards = shards or max(1, int(cluster_capacity().get("CPU", 1)))
-            scores = score_examples(
-                model.files, examples, data, model.max_length, path.name, shards
-            )
+    scores = _score(model, examples, data, path.name, shards, address)
     result = Evaluation(
         model=model.name,
         data=str(path.resolve()),
@@ -131,6 +122,7 @@ def evaluate(
         confusion=scores.confusion,
         errors=[asdict(r) for r in scores.worst(errors)],
         evaluated_at=datetime.now(timezone.utc).isoformat(),
+        notes=notes,
     )
     if plot_dir is not None and scores.confusion is not None:
         result.plot = str(confusion_plot(result, Path(plot_dir)))
@@ -138,6 +130,17 @@ def evaluate(
     if record:
         result.recorded = record_evaluation(model, result, registry_uri)
     return result
+
+
+def _slices_in(rows: list[dict[str, Any]], data: DataSpec) -> tuple[DataSpec, list[str]]:
+    """The model's group field applies only to a file that has it: a model trained with slices
+    is still scored on a file written without them (a file where only some rows name their
+    group is refused row by row, as in training)."""
+    name = data.group_field
+    if not name or any(name in row for row in rows):
+        return data, []
+    note = f"no {name!r} field in the file: no per-slice metrics"
+    return data.model_copy(update={"group_field": None}), [note]
 
 
 def _score(

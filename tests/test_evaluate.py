@@ -90,6 +90,29 @@ def test_field_overrides_map_other_column_names(tmp_path, tiny_bert):
     assert result.rows == 10
 
 
+def test_a_file_without_the_models_group_field_is_scored_without_slices(
+    tmp_path, tiny_bert, capsys
+):
+    output = trained_output(tmp_path, tiny_bert, "full", 7)
+    grouped = ["data.group_field=group"]  # as a model trained on the examples' data records
+    ungrouped = write_jsonl(
+        tmp_path / "ungrouped.jsonl", [{"text": r["text"], "label": r["label"]} for r in ROWS]
+    )
+    result = evaluate(str(output), str(ungrouped), overrides=grouped)
+    assert result.rows == 60 and "slices" not in result.metrics
+    assert result.notes == ["no 'group' field in the file: no per-slice metrics"]
+    with_groups = evaluate(
+        str(output), str(write_jsonl(tmp_path / "g.jsonl", ROWS)), overrides=grouped
+    )
+    assert with_groups.metrics["accuracy"] == result.metrics["accuracy"] and not with_groups.notes
+    partly = [dict(r) for r in ROWS[:3]]
+    del partly[1]["group"]
+    with pytest.raises(FtrayError, match=re.escape("partly.jsonl row 2: field 'group' is missing")):
+        evaluate(
+            str(output), str(write_jsonl(tmp_path / "partly.jsonl", partly)), overrides=grouped
+        )
+
+
 def causal_lm_output(tmp_path, tiny_llama):
     out = tmp_path / "clm"
     load_task_model(str(tiny_llama), "causal-lm", []).save_pretrained(out)

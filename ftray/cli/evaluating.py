@@ -71,6 +71,8 @@ def render_evaluation(result: dict[str, Any]) -> None:
     )
     stdout.print(f"[bold]{result['model']}[/] on {result['data']} ({result['rows']} rows)")
     stdout.print(f"  {headline}")
+    for note in result.get("notes", []):
+        stdout.print(f"  [dim]{note}[/]")
     if metrics.get("per_class"):
         _per_class_table(metrics["per_class"], result["task"])
     if result.get("confusion"):
