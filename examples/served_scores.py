@@ -17,14 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from ftray import metrics
+from ftray.data import read_rows
+from ftray.fields import string_list
 from serving.client import predict
 from serving.launch import serving
 
 BATCH = 64  # the endpoint's max_inputs
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def served_outputs(url: str, ref: str, texts: list[str]) -> list[dict[str, Any]]:
@@ -68,9 +66,13 @@ def entity_scores(url: str, ref: str, rows: list[dict[str, Any]]) -> dict[str, A
 
 
 def served_scores(url: str, ref: str, path: Path) -> dict[str, Any]:
-    rows = read_rows(path)
+    rows = read_rows(str(path), what=str(path))  # JSONL, CSV or Parquet, as ftray eval reads
     if "tokens" in rows[0]:
-        return entity_scores(url, ref, rows)
+        words = [
+            {k: string_list(row, k, f"{path} row {n}") for k in ("tokens", "tags")}
+            for n, row in enumerate(rows, start=1)
+        ]  # a CSV cell holds the words space-separated
+        return entity_scores(url, ref, words)
     return classification_scores(url, ref, rows)
 
 

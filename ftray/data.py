@@ -98,7 +98,7 @@ def _read_format(file: Path, fmt: str, what: str) -> list[dict[str, Any]]:
     if fmt == "jsonl":
         return _read_jsonl(file, what)
     if fmt == "csv":
-        with file.open(newline="", encoding="utf-8") as handle:
+        with file.open(newline="", encoding="utf-8-sig") as handle:  # a BOM: Excel, Notepad
             return list(csv.DictReader(handle))
     import pyarrow.parquet as pq
 
@@ -110,7 +110,7 @@ def _read_format(file: Path, fmt: str, what: str) -> list[dict[str, Any]]:
 
 def _read_jsonl(file: Path, what: str) -> list[dict[str, Any]]:
     rows = []
-    with file.open(encoding="utf-8") as handle:
+    with file.open(encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue

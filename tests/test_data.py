@@ -36,6 +36,22 @@ def test_jsonl_csv_and_parquet_read_the_same_rows(tmp_path):
         assert read_rows(str(path)) == ROWS
 
 
+def test_files_saved_with_a_byte_order_mark_and_crlf_read_the_same_rows(tmp_path):
+    # Excel's "CSV UTF-8" and Windows editors start the file with a BOM and end lines in CRLF.
+    (tmp_path / "d.jsonl").write_bytes(
+        b"\xef\xbb\xbf"
+        + write_jsonl(tmp_path / "plain.jsonl", ROWS).read_bytes().replace(b"\n", b"\r\n")
+    )
+    with (tmp_path / "d.csv").open("w", newline="", encoding="utf-8-sig") as handle:
+        writer = csv.DictWriter(
+            handle, fieldnames=["text", "label", "group"], lineterminator="\r\n"
+        )
+        writer.writeheader()
+        writer.writerows(ROWS)
+    assert read_rows(str(tmp_path / "d.jsonl")) == ROWS
+    assert read_rows(str(tmp_path / "d.csv")) == ROWS
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

@@ -19,6 +19,7 @@ from typing import Any
 
 from openai import OpenAI
 
+from ftray.data import read_rows
 from serving.launch import serving
 
 CHALLENGE = Path(__file__).resolve().parent / "data" / "challenge.jsonl"
@@ -58,7 +59,7 @@ def main() -> None:
     parser.add_argument("--url", help="an endpoint already serving REF")
     parser.add_argument("--data", type=Path, default=CHALLENGE)
     args = parser.parse_args()
-    rows = [json.loads(line) for line in args.data.read_text().splitlines() if line.strip()]
+    rows = read_rows(str(args.data), what=str(args.data))
     with nullcontext(args.url) if args.url else serving([args.ref]) as url:
         client = OpenAI(base_url=f"{url}/v1", api_key="unused")
         print(f"user: {ASK[-1]['content']}\nassistant (streamed): ", end="", flush=True)
