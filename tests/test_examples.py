@@ -46,6 +46,7 @@ def text_of(row):
         ("sentiment", "challenge"),
         ("sentiment", "holdout"),
         ("sentiment", "blind"),
+        ("sentiment", "long"),
         ("ner", "challenge"),
         ("ner", "holdout"),
     ],
