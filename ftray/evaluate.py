@@ -2,9 +2,11 @@
 
 The model is a registry version (`name:3`, `name@production`) or a run's output directory; the
 file is read with the field mapping of the job spec the model was trained with (override any
-field with `data.text_field=...`). Rows are encoded exactly as in training, run through the model
-in batches, and fed to the task's `Evaluator`, so a number here means what it means in a
-training run. Training scores its test split through the same `score_examples`.
+field with `data.text_field=...`). Rows are encoded as in training, run through the model in
+batches, and fed to the task's `Evaluator`, so a number here means what it means in a training
+run. Inputs are cut at the limit the endpoint cuts them at (the model's positions, 512 tokens at
+most), not at training's `max_length`, so a score here is what the endpoint would answer.
+Training scores its test split through the same `score_examples`.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ import torch
 
 from ftray.artefacts import recorded_strategy
 from ftray.data import normalize, read_rows
-from ftray.encoding import Collator, model_logits
+from ftray.encoding import Collator
 from ftray.errors import FtrayError
 from ftray.evaluation import Evaluator, ScoredRow
-from ftray.inference import ModelFiles, load_model, version_files
-from ftray.models import load_tokenizer, resolve_model_path
+from ftray.inference import ModelFiles, Predictor, version_files
+from ftray.models import resolve_model_path
 from ftray.results import ModelResult
 from ftray.runtime import cluster_capacity, ray_runtime
 from ftray.spec import DataSpec, apply_override
@@ -36,7 +38,6 @@ from registry.cache import sha256_file
 BATCH_SIZE = 32
 RAY_ROWS = 20_000  # files larger than this are scored in Ray tasks, one per CPU of the cluster
 MAX_ERRORS_SHOWN = 5
-DEFAULT_MAX_LENGTH = 512  # for a spec that records none (a model pushed from outside ftray)
 
 
 @dataclass
@@ -76,12 +77,11 @@ class Evaluation:
 
 @dataclass
 class EvaluatedModel:
-    """A model ready to score: its files, the field mapping it was trained with, its length."""
+    """A model ready to score: its files and the field mapping it was trained with."""
 
     name: str
     files: ModelFiles
     data: DataSpec
-    max_length: int
     registry_ref: str | None = None
 
 
@@ -154,11 +154,11 @@ def _score(
     if shards is None:
         shards = 0 if len(examples) > RAY_ROWS else 1
     if shards == 1:
-        return score_examples(model.files, examples, data, model.max_length, where)
+        return score_examples(model.files, examples, data, where)
 
     with ray_runtime(address):
         shards = shards or max(1, int(cluster_capacity().get("CPU", 1)))
-        return score_examples(model.files, examples, data, model.max_length, where, shards)
+        return score_examples(model.files, examples, data, where, shards)
 
 
 def resolve_target(target: str, registry_uri: str | None) -> EvaluatedModel:
@@ -177,7 +177,6 @@ def resolve_target(target: str, registry_uri: str | None) -> EvaluatedModel:
         name=manifest.ref,
         files=files,
         data=_data_spec(spec),
-        max_length=_max_length(spec),
         registry_ref=manifest.ref,
     )
 
@@ -187,14 +186,7 @@ def _output_model(directory: Path) -> EvaluatedModel:
     if result is None:
         raise FtrayError(f"{directory}: no ftray_result.json; is this a training output?")
     spec = result.spec
-    return EvaluatedModel(
-        str(directory), output_files(directory, result), _data_spec(spec), _max_length(spec)
-    )
-
-
-def _max_length(spec: dict[str, Any]) -> int:
-    """The trained-with length (a model scored on longer inputs than it saw is another model)."""
-    return int((spec.get("model") or {}).get("max_length") or DEFAULT_MAX_LENGTH)
+    return EvaluatedModel(str(directory), output_files(directory, result), _data_spec(spec))
 
 
 def output_files(directory: Path, result: ModelResult) -> ModelFiles:
@@ -248,7 +240,6 @@ def score_examples(
     files: ModelFiles,
     examples: list[dict[str, Any]],
     data: DataSpec,
-    max_length: int,
     where: str = "data",
     shards: int = 1,
 ) -> Scores:
@@ -264,11 +255,9 @@ def score_examples(
         import ray
 
         task = ray.remote(num_cpus=1)(_score_shard)
-        parts = ray.get(
-            [task.remote(files, rows, start, data, groups, max_length) for start, rows in pieces]
-        )
+        parts = ray.get([task.remote(files, rows, start, data, groups) for start, rows in pieces])
     else:
-        parts = [_score_shard(files, examples, 0, data, groups, max_length)]
+        parts = [_score_shard(files, examples, 0, data, groups)]
     evaluator, scored = parts[0]
     for other, rows in parts[1:]:
         evaluator.merge(other)
@@ -282,20 +271,21 @@ def _score_shard(
     offset: int,
     data: DataSpec,
     groups: list[str],
-    max_length: int,
 ) -> tuple[Evaluator, list[ScoredRow]]:
     """One shard's evaluator counts and per-row outcomes (rows numbered from `offset`)."""
     task = get_task(files.task)
-    model, logit_offset = load_model(files)
-    tokenizer = load_tokenizer(str(files.directory))
-    features = encode(examples, files.task, tokenizer, files.labels, groups, max_length)
+    # The endpoint's model and input limit: a score here is what the endpoint answers, on
+    # inputs longer than the training rows too (training's max_length would cut them shorter).
+    predictor = Predictor.from_files(files)
+    tokenizer = predictor.tokenizer
+    features = encode(examples, files.task, tokenizer, files.labels, groups, predictor.max_length)
     evaluator = task.evaluator(files.labels, groups, data.max_slice_gap)
     collate = Collator(tokenizer.pad_token_id)
     scored: list[ScoredRow] = []
     with torch.no_grad():
         for start in range(0, len(features), BATCH_SIZE):
             batch = collate(features[start : start + BATCH_SIZE])
-            logits = model_logits(model, batch, logit_offset).float()
+            logits = predictor.logits(batch).float()
             evaluator.add(logits, batch)
             first_row = offset + start + 1  # rows count from the file's top
             rows = examples[start : start + BATCH_SIZE]

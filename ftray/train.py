@@ -206,7 +206,7 @@ def score_test_split(
     """The chosen model's metrics on the test split: scored once, after every choice is made."""
 
     files = output_files(destination, summary)
-    scores = score_examples(files, test, spec.data, spec.model.max_length, where="data.test")
+    scores = score_examples(files, test, spec.data, where="data.test")
     return scores.metrics
 
 

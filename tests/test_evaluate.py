@@ -113,6 +113,32 @@ def test_a_file_without_the_models_group_field_is_scored_without_slices(
         )
 
 
+def test_rows_longer_than_training_rows_are_scored_as_the_endpoint_reads_them(tmp_path, tiny_bert):
+    """Training cut rows at max_length 8; the endpoint reads up to 512 tokens, and so does eval:
+    an entity at the end of a long sentence counts, and the answer is the endpoint's."""
+    tags = ["O", "B-PER", "I-PER"]
+    out = tmp_path / "ner"
+    load_task_model(str(tiny_bert), "token-classification", tags).save_pretrained(out)
+    load_tokenizer(str(tiny_bert)).save_pretrained(out)
+    spec = {
+        "model": {"name": str(tiny_bert), "task": "token-classification", "max_length": 8},
+        "data": {"train": "t.jsonl"},
+    }
+    result = {"task": "token-classification", "strategy": "full", "labels": tags, "spec": spec}
+    (out / RESULT_FILE).write_text(json.dumps(result))
+    words = ["the", "committee", "met", "again", "on", "tuesday", "and", "after", "a", "long"]
+    row = {"tokens": [*words, "ada", "okafor"], "tags": ["O"] * len(words) + ["B-PER", "I-PER"]}
+    scored = evaluate(str(out), str(write_jsonl(tmp_path / "long.jsonl", [row])))
+    assert scored.metrics["per_class"]["PER"]["support"] == 1  # cut at 8 tokens: 0
+    served = Predictor.from_files(output_files(out, ModelResult.read(out)))
+    found = {
+        (e["start"], e["end"]) for e in served.predict([" ".join(row["tokens"])])[0]["entities"]
+    }
+    ada = len(" ".join(words)) + 1
+    recalled = (ada, ada + len("ada okafor")) in found
+    assert scored.metrics["per_class"]["PER"]["recall"] == float(recalled)
+
+
 def causal_lm_output(tmp_path, tiny_llama):
     out = tmp_path / "clm"
     load_task_model(str(tiny_llama), "causal-lm", []).save_pretrained(out)

@@ -247,7 +247,7 @@ def test_autocast_trains_in_bf16_and_scores_validation_in_fp32(tmp_path, tiny_be
     labels = json.loads((exported / "config.json").read_text())["id2label"]
     files = ModelFiles(exported, "full", spec.model.task, list(labels.values()), None)
     rows = normalize(read_rows(spec.data.validation), spec.model.task, spec.data, "validation")
-    scores = score_examples(files, rows, spec.data, spec.model.max_length)
+    scores = score_examples(files, rows, spec.data)
     assert scores.metrics["val_loss"] == pytest.approx(mixed["val_loss"], rel=1e-6)
 
 
