@@ -1,6 +1,8 @@
 """The training loop in one process (no Ray): the same `train_worker` Ray Train runs."""
 
 import json
+import os
+import sysconfig
 
 import pytest
 import torch
@@ -12,6 +14,7 @@ from ftray.deepspeed_config import deepspeed_config
 from ftray.errors import FtrayError
 from ftray.evaluate import score_examples
 from ftray.local import run_local
+from ftray.loop import _environment_tools_first
 from ftray.model_files import ModelFiles
 from ftray.optim import add_l1_penalty
 from ftray.sampler import ShardSampler
@@ -304,11 +307,6 @@ def test_gpu_only_options_are_refused_on_cpu_in_one_line(tmp_path, tiny_llama, s
 def test_deepspeed_builds_with_the_environments_own_ninja(monkeypatch):
     """Activated or not, a worker finds the environment's ninja first, so DeepSpeed's CPU op is
     not rebuilt each time the launch changes (two ninjas hash build commands differently)."""
-    import os
-    import sysconfig
-
-    from ftray.loop import _environment_tools_first
-
     scripts = sysconfig.get_path("scripts")
     assert os.path.isfile(os.path.join(scripts, "ninja")), "deepspeed installs the pip ninja"
     monkeypatch.setenv("PATH", os.pathsep.join(["/usr/bin", "/bin"]))
