@@ -49,6 +49,7 @@ def text_of(row):
         ("sentiment", "long"),
         ("ner", "challenge"),
         ("ner", "holdout"),
+        ("ner", "long"),
     ],
 )
 def test_the_hand_written_sets_share_no_row_with_training_and_are_well_labelled(example, split):
