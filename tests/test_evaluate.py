@@ -90,9 +90,7 @@ def test_field_overrides_map_other_column_names(tmp_path, tiny_bert):
     assert result.rows == 10
 
 
-def test_a_file_without_the_models_group_field_is_scored_without_slices(
-    tmp_path, tiny_bert, capsys
-):
+def test_a_file_without_the_models_group_field_is_scored_without_slices(tmp_path, tiny_bert):
     output = trained_output(tmp_path, tiny_bert, "full", 7)
     grouped = ["data.group_field=group"]  # as a model trained on the examples' data records
     ungrouped = write_jsonl(
