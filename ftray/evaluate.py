@@ -181,6 +181,27 @@ def resolve_target(target: str, registry_uri: str | None) -> EvaluatedModel:
     )
 
 
+@dataclass
+class Prediction:
+    """A model's answers in this process, shaped as the endpoint's `/v1/predict` reply."""
+
+    model: str  # the name:version (or run directory) that answered
+    requested: str
+    task: str
+    outputs: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def predict(target: str, inputs: Sequence[str], registry_uri: str | None = None) -> Prediction:
+    """What `target` (registry ref or run output directory) answers for `inputs`, computed
+    here by the loader and task code the endpoint runs: no server, no Ray."""
+    model = resolve_target(target, registry_uri)
+    outputs = Predictor.from_files(model.files).predict(list(inputs))
+    return Prediction(model.name, target, model.files.task, outputs)
+
+
 def _output_model(directory: Path) -> EvaluatedModel:
     result = ModelResult.read(directory)
     if result is None:

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ftray.cli.base import ADDRESS_OPTION, JSON_OPTION, cli, emit, stdout
+from ftray.errors import FtrayError
 
 
 @cli.command()
@@ -89,12 +90,40 @@ def serve(ctx: click.Context, refs: tuple[str, ...], address: str | None, **opti
     "--url", default="http://127.0.0.1:8000", show_default=True, help="The ftray endpoint."
 )
 @click.option("--token", default=lambda: os.environ.get("FTRAY_SERVE_TOKEN"), help="Bearer token.")
+@click.option(
+    "--local",
+    is_flag=True,
+    help="Answer in this process (no endpoint, no Ray); REF may also be a run's output directory.",
+)
+@click.option(
+    "--registry", default=None, metavar="URI", help="With --local: the registry (default: local)."
+)
 @JSON_OPTION
-def predict(ref: str, inputs: tuple[str, ...], url: str, token: str | None, as_json: bool) -> None:
-    """Ask the endpoint at --url what model REF says about INPUTS."""
+def predict(
+    ref: str,
+    inputs: tuple[str, ...],
+    url: str,
+    token: str | None,
+    local: bool,
+    registry: str | None,
+    as_json: bool,
+) -> None:
+    """Ask the endpoint at --url (or, with --local, this process) what model REF says about
+    INPUTS."""
+    if local:
+        from ftray.evaluate import predict as predict_here
+
+        emit(predict_here(ref, inputs, registry).to_dict(), as_json, render_prediction)
+        return
+    from serving.client import Unreachable
     from serving.client import predict as ask
 
-    result = ask(url, ref, list(inputs), token)
+    try:
+        result = ask(url, ref, list(inputs), token)
+    except Unreachable as error:
+        raise FtrayError(
+            f"{error} (start `ftray serve {ref}`, or answer here with --local)"
+        ) from None
     emit(result, as_json, render_prediction)
 
 

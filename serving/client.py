@@ -16,6 +16,10 @@ from ftray.errors import FtrayError
 READY_TIMEOUT_S = 300
 
 
+class Unreachable(FtrayError):
+    """Nothing answered at the URL (refused, unknown host, timed out)."""
+
+
 def wait_until_healthy(url: str, timeout: float = READY_TIMEOUT_S) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -59,7 +63,7 @@ def call(
         raise FtrayError(f"{url}{path}: {error.code}: {message}") from None
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
-        raise FtrayError(f"--url: cannot reach {url}: {reason}") from None
+        raise Unreachable(f"--url: cannot reach {url}: {reason}") from None
 
 
 def predict(url: str, ref: str, inputs: list[str], token: str | None = None) -> dict[str, Any]:

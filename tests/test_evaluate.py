@@ -90,6 +90,35 @@ def test_field_overrides_map_other_column_names(tmp_path, tiny_bert):
     assert result.rows == 10
 
 
+def test_predict_local_answers_without_an_endpoint_as_the_predictor_does(
+    tmp_path, tiny_bert, registry_uri, capsys
+):
+    registry = Registry(LocalStore(registry_uri), BlobCache(tmp_path / "cache"))
+    output = trained_output(tmp_path, tiny_bert, "adapter", 5)
+    register_output(registry, output, "clf")
+    texts = [r["text"] for r in ROWS[:3]]
+    expected = Predictor.from_files(output_files(output, ModelResult.read(output))).predict(texts)
+    for target, answered_by in (("clf@latest", "clf:1"), (str(output), str(output))):
+        with pytest.raises(SystemExit) as exited:
+            main(["predict", target, *texts, "--local", "--registry", registry_uri, "--json"])
+        assert exited.value.code == 0
+        printed = json.loads(capsys.readouterr().out)
+        assert (printed["model"], printed["requested"]) == (answered_by, target)
+        assert printed["task"] == "sequence-classification"
+        assert [o["label"] for o in printed["outputs"]] == [o["label"] for o in expected]
+        for got, want in zip(printed["outputs"], expected, strict=True):
+            assert got["scores"] == pytest.approx(want["scores"], abs=1e-6)
+
+
+def test_predict_without_an_endpoint_says_how_to_start_one_or_answer_here(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["predict", "clf:1", "hello", "--url", "http://127.0.0.1:9"])
+    assert exited.value.code != 0
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("ftray: error: --url: cannot reach http://127.0.0.1:9")
+    assert "`ftray serve clf:1`" in line and "--local" in line
+
+
 def test_a_file_without_the_models_group_field_is_scored_without_slices(tmp_path, tiny_bert):
     output = trained_output(tmp_path, tiny_bert, "full", 7)
     grouped = ["data.group_field=group"]  # as a model trained on the examples' data records
