@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 
 class Limits(BaseModel):
@@ -20,10 +20,28 @@ class Limits(BaseModel):
     max_body_bytes: int = 64 * 4096 * 6 + 65536
 
 
+def _listed(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str
-    inputs: list[str] = Field(min_length=1)
+    # One text is taken as a list of one, as OpenAI's `input` is; `outputs` is a list either way.
+    inputs: Annotated[
+        list[str],
+        BeforeValidator(_listed),
+        Field(min_length=1),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                    {"type": "string"},
+                ],
+                "description": "texts to answer, or one text",
+            }
+        ),
+    ]
 
 
 # A sampling seed torch's generators take: a 64-bit integer (a larger one failed a streamed

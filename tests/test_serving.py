@@ -281,7 +281,7 @@ def test_an_alias_move_under_traffic_fails_no_request(endpoint):
     [
         ("/v1/predict", None, b"{not json", TOKEN, 400, "not valid JSON"),
         ("/v1/predict", {"inputs": ["x"]}, None, TOKEN, 422, "model: Field required"),
-        ("/v1/predict", {"model": "clf:2", "inputs": "one string"}, None, TOKEN, 422, "inputs"),
+        ("/v1/predict", {"model": "clf:2", "inputs": {"text": "x"}}, None, TOKEN, 422, "inputs"),
         ("/v1/predict", {"model": "clf:2", "inputs": [1, 2]}, None, TOKEN, 422, "inputs.0"),
         ("/v1/predict", {"model": "clf:2", "inputs": []}, None, TOKEN, 422, "inputs"),
         ("/v1/predict", {"model": "clf:2", "inputs": ["x"], "extra": 1}, None, TOKEN, 422, "extra"),
@@ -353,6 +353,13 @@ def test_an_alias_move_under_traffic_fails_no_request(endpoint):
 def test_bad_requests_get_4xx_json_errors(endpoint, path, body, raw, token, status, message):
     code, answer = post(endpoint["url"], path, body, token=token, raw=raw)
     assert code == status and message in answer["error"]["message"]
+
+
+def test_one_text_is_answered_as_a_list_of_one(endpoint):
+    status, one = post(endpoint["url"], "/v1/predict", {"model": "clf:2", "inputs": TEXTS[0]})
+    assert status == 200
+    listed = predict(endpoint["url"], "clf:2", TEXTS[:1], token=TOKEN)
+    assert one["outputs"] == listed["outputs"] and len(one["outputs"]) == 1
 
 
 def test_the_endpoint_still_answers_after_the_barrage(endpoint):

@@ -55,7 +55,11 @@ def test_size_limits_answer_413_naming_the_limit():
     assert many.value.status == long.value.status == 413
 
 
-def test_predict_requests_reject_unknown_fields_and_empty_inputs():
+def test_predict_requests_take_one_text_or_a_list_and_reject_unknown_fields_and_empty_inputs():
+    assert PredictRequest.model_validate({"model": "a", "inputs": "one"}).inputs == ["one"]
+    assert PredictRequest.model_validate({"model": "a", "inputs": ["x", "y"]}).inputs == ["x", "y"]
+    with pytest.raises(ValidationError, match="inputs"):
+        PredictRequest.model_validate({"model": "a", "inputs": 5})
     with pytest.raises(ValidationError, match="inputs"):
         PredictRequest.model_validate({"model": "a", "inputs": []})
     with pytest.raises(ValidationError, match="input\\b"):
