@@ -64,8 +64,10 @@ def evaluate_command(
 
 def render_evaluation(result: dict[str, Any]) -> None:
     metrics = result["metrics"]
+    # The evaluator names its loss for training's validation; on a user's file it is the loss.
+    shown = {"val_loss": "loss"}
     headline = ", ".join(
-        f"{k} {metrics[k]:.4f}"
+        f"{shown.get(k, k)} {metrics[k]:.4f}"
         for k in ("accuracy", "precision", "recall", "f1", "perplexity", "val_loss")
         if isinstance(metrics.get(k), float)
     )
