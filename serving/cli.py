@@ -110,6 +110,8 @@ def predict(
 ) -> None:
     """Ask the endpoint at --url (or, with --local, this process) what model REF says about
     INPUTS."""
+    if registry and not local:
+        raise FtrayError("--registry: only with --local (an endpoint reads its own registry)")
     if local:
         from ftray.evaluate import predict as predict_here
 

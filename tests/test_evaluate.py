@@ -117,6 +117,9 @@ def test_predict_without_an_endpoint_says_how_to_start_one_or_answer_here(capsys
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("ftray: error: --url: cannot reach http://127.0.0.1:9")
     assert "`ftray serve clf:1`" in line and "--local" in line
+    with pytest.raises(SystemExit):
+        main(["predict", "clf:1", "hello", "--registry", "/tmp/elsewhere"])
+    assert "--registry: only with --local" in capsys.readouterr().err
 
 
 def test_a_file_without_the_models_group_field_is_scored_without_slices(tmp_path, tiny_bert):
