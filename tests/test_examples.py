@@ -47,9 +47,11 @@ def text_of(row):
         ("sentiment", "holdout"),
         ("sentiment", "blind"),
         ("sentiment", "long"),
+        ("sentiment", "short"),
         ("ner", "challenge"),
         ("ner", "holdout"),
         ("ner", "long"),
+        ("ner", "plain"),
     ],
 )
 def test_the_hand_written_sets_share_no_row_with_training_and_are_well_labelled(example, split):
