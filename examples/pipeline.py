@@ -75,6 +75,12 @@ def main() -> None:
         f"accuracy {served['accuracy']:.3f}"
     )
     console.print(f"pipeline done in {time.time() - started:.0f} s; the endpoint is shut down")
+    console.print(
+        "next:\n  ftray predict --local sentiment@production 'your review'\n"
+        "  ftray eval sentiment@production YOURS.jsonl  # fields: text, label\n"
+        "  ftray serve sentiment@production",
+        highlight=False,
+    )
 
 
 if __name__ == "__main__":
