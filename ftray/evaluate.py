@@ -171,7 +171,9 @@ def resolve_target(target: str, registry_uri: str | None) -> EvaluatedModel:
 
     registry = Registry.open(registry_uri)
     manifest = registry.resolve(target)
-    files = version_files(registry, target)
+    # Load the version just resolved, not the alias again: one that moved in between would have
+    # its files scored (and, with --record, recorded) under the version it left.
+    files = version_files(registry, manifest.ref)
     spec = manifest.spec or {}
     return EvaluatedModel(
         name=manifest.ref,
