@@ -48,6 +48,7 @@ def text_of(row):
         ("sentiment", "blind"),
         ("sentiment", "long"),
         ("sentiment", "short"),
+        ("sentiment", "fresh"),
         ("ner", "challenge"),
         ("ner", "holdout"),
         ("ner", "long"),
