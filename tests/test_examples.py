@@ -22,7 +22,7 @@ def test_generators_reproduce_the_committed_data(tmp_path, example):
         assert generated == (EXAMPLES / example / "data" / f"{split}.jsonl").read_text()
 
 
-@pytest.mark.parametrize("split", ["challenge", "dev", "dev2"])
+@pytest.mark.parametrize("split", ["challenge", "dev", "dev2", "fresh"])
 def test_the_chat_examples_hand_written_answers_are_the_desks_own(split):
     """Every answer in a hand-written chat set is one the desk's table gives (a typo there would
     count a right reply as wrong)."""
@@ -53,6 +53,7 @@ def text_of(row):
         ("ner", "holdout"),
         ("ner", "long"),
         ("ner", "plain"),
+        ("ner", "fresh"),
     ],
 )
 def test_the_hand_written_sets_share_no_row_with_training_and_are_well_labelled(example, split):
