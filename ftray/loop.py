@@ -7,6 +7,7 @@ evaluate, checkpoint, stop.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -381,20 +382,42 @@ def _import_deepspeed() -> ModuleType:
     finally:
         if hidden:
             del sys.modules["mlflow"]
-    _environment_tools_first()
+    _build_in_this_environment()
     return deepspeed
 
 
-def _environment_tools_first() -> None:
-    """Put this interpreter's scripts directory first on PATH before DeepSpeed builds its CPU
-    communication op. torch builds with whichever `ninja` PATH finds: the pip `ninja` DeepSpeed
-    installs into the environment hashes commands differently from a system one, so runs
-    launched with and without the environment activated rebuilt the op in turn (~35 s of
-    start-up each time), and without a system ninja an unactivated launch could not build it."""
+def _build_in_this_environment() -> None:
+    """Have DeepSpeed's CPU communication op built (on first use, ~35 s) with this environment's
+    tools into a cache of its own, so that no other launch takes the build for a stale one."""
+    _own_ninja_first()
+    _own_extensions_cache()
+
+
+def _own_ninja_first() -> None:
+    """torch builds with whichever `ninja` PATH finds. The pip `ninja` DeepSpeed installs hashes
+    commands differently from a system one, so launches with and without the environment
+    activated rebuilt the op in turn, and without a system ninja an unactivated launch could
+    not build it: the environment's scripts directory goes first."""
     scripts = sysconfig.get_path("scripts")
     entries = [entry for entry in os.environ.get("PATH", "").split(os.pathsep) if entry]
     if os.path.isfile(os.path.join(scripts, "ninja")) and entries[:1] != [scripts]:
         os.environ["PATH"] = os.pathsep.join([scripts, *entries])
+
+
+def _own_extensions_cache() -> None:
+    """torch's default cache is per user and Python version, not per environment. Two
+    environments on one machine (a dev venv, a CI clone's) build with different include paths,
+    so each rebuilt the op after the other had: each environment gets a directory of its own,
+    unless TORCH_EXTENSIONS_DIR is set."""
+    if "TORCH_EXTENSIONS_DIR" in os.environ:
+        return
+    from torch.utils.cpp_extension import get_default_build_root  # imports setuptools: lazily
+
+    named = f"{os.path.realpath(sys.prefix)} {torch.__version__}"  # the version says +cpu, +cu...
+    environment = hashlib.sha1(named.encode()).hexdigest()[:12]
+    os.environ["TORCH_EXTENSIONS_DIR"] = os.path.join(
+        get_default_build_root(), f"env-{environment}"
+    )
 
 
 def _scoring_model(engine) -> torch.nn.Module:

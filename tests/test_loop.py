@@ -3,10 +3,12 @@
 import json
 import os
 import sysconfig
+from pathlib import Path
 
 import pytest
 import torch
 from conftest import EXAMPLES, clm_raw, make_spec, ner_raw, sentiment_raw
+from torch.utils.cpp_extension import get_default_build_root
 
 from ftray.checkpointing import EXPORT_SCORE, MODEL_DIR, TRAINER_STATE
 from ftray.data import normalize, read_rows
@@ -14,7 +16,7 @@ from ftray.deepspeed_config import deepspeed_config
 from ftray.errors import FtrayError
 from ftray.evaluate import score_examples
 from ftray.local import run_local
-from ftray.loop import _environment_tools_first
+from ftray.loop import _build_in_this_environment
 from ftray.model_files import ModelFiles
 from ftray.optim import add_l1_penalty
 from ftray.sampler import ShardSampler
@@ -304,12 +306,23 @@ def test_gpu_only_options_are_refused_on_cpu_in_one_line(tmp_path, tiny_llama, s
         run_local(make_spec(clm_raw(tiny_llama, **sections)), tmp_path / "run")
 
 
-def test_deepspeed_builds_with_the_environments_own_ninja(monkeypatch):
-    """Activated or not, a worker finds the environment's ninja first, so DeepSpeed's CPU op is
-    not rebuilt each time the launch changes (two ninjas hash build commands differently)."""
+def test_deepspeed_builds_with_the_environments_own_ninja_into_its_own_cache(monkeypatch):
+    """Activated or not, a worker finds the environment's ninja first, and builds into a cache
+    of this environment's, so DeepSpeed's CPU op is not rebuilt each time the launch or the
+    environment changes (two ninjas hash build commands differently; two environments' include
+    paths differ)."""
     scripts = sysconfig.get_path("scripts")
     assert os.path.isfile(os.path.join(scripts, "ninja")), "deepspeed installs the pip ninja"
     monkeypatch.setenv("PATH", os.pathsep.join(["/usr/bin", "/bin"]))
-    _environment_tools_first()
-    _environment_tools_first()
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)
+    _build_in_this_environment()
+    cache = os.environ["TORCH_EXTENSIONS_DIR"]
+    _build_in_this_environment()
     assert os.environ["PATH"].split(os.pathsep) == [scripts, "/usr/bin", "/bin"]
+    assert os.environ["TORCH_EXTENSIONS_DIR"] == cache
+    assert Path(cache).parent == Path(get_default_build_root())
+    assert Path(cache).name.startswith("env-")
+    chosen = str(Path(cache).parent / "chosen")
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", chosen)
+    _build_in_this_environment()
+    assert os.environ["TORCH_EXTENSIONS_DIR"] == chosen  # the user's choice stands
