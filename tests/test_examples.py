@@ -49,6 +49,7 @@ def text_of(row):
         ("sentiment", "long"),
         ("sentiment", "short"),
         ("sentiment", "fresh"),
+        ("sentiment", "fresh2"),
         ("ner", "challenge"),
         ("ner", "holdout"),
         ("ner", "long"),
