@@ -26,6 +26,7 @@ from ftray.encoding import Collator
 from ftray.errors import FtrayError
 from ftray.evaluation import Evaluator, ScoredRow
 from ftray.inference import ModelFiles, Predictor, version_files
+from ftray.model_files import served_temperature
 from ftray.models import resolve_model_path
 from ftray.results import ModelResult
 from ftray.runtime import cluster_capacity, ray_runtime
@@ -218,7 +219,10 @@ def output_files(directory: Path, result: ModelResult) -> ModelFiles:
     base = None
     if get_strategy(record["kind"]).needs_base and result.model_name:
         base = Path(resolve_model_path(result.model_name))
-    return ModelFiles(directory, record["kind"], result.task, result.labels, base, record["config"])
+    temperature = served_temperature(result.metrics)
+    return ModelFiles(
+        directory, record["kind"], result.task, result.labels, base, record["config"], temperature
+    )
 
 
 def _data_spec(spec: dict[str, Any]) -> DataSpec:
@@ -285,7 +289,10 @@ def score_examples(
     for other, rows in parts[1:]:
         evaluator.merge(other)
         scored += rows
-    return Scores(evaluator.compute(), evaluator.confusion, scored)
+    metrics = evaluator.compute()
+    if "temperature" in metrics:  # the one the probabilities are at, not one fitted to this file
+        metrics["temperature"] = files.calibration_temperature
+    return Scores(metrics, evaluator.confusion, scored)
 
 
 def _score_shard(
@@ -308,7 +315,8 @@ def _score_shard(
     with torch.no_grad():
         for start in range(0, len(features), BATCH_SIZE):
             batch = collate(features[start : start + BATCH_SIZE])
-            logits = predictor.logits(batch).float()
+            # Scaled as served: the loss, calibration and confidences are the endpoint's.
+            logits = predictor.logits(batch).float() / predictor.calibration_temperature
             evaluator.add(logits, batch)
             first_row = offset + start + 1  # rows count from the file's top
             rows = examples[start : start + BATCH_SIZE]

@@ -16,7 +16,7 @@ import torch
 
 from ftray.encoding import model_logits
 from ftray.errors import FtrayError
-from ftray.model_files import ModelFiles
+from ftray.model_files import ModelFiles, served_temperature
 from ftray.models import load_tokenizer, quiet_transformers, resolve_model_path
 from ftray.tasks import get_task
 
@@ -38,6 +38,7 @@ def version_files(registry: Any, ref: str) -> ModelFiles:
         manifest.labels,
         base_directory,
         recorded.get("config"),
+        served_temperature(manifest.metrics),
     )
     if manifest.task is None:
         raise FtrayError(f"{manifest.ref}: the version records no task; register it with ftray")
@@ -75,12 +76,16 @@ class Predictor:
         logit_offset: int = 0,
         adapter: str | None = None,
         extra_positions: int = 0,
+        calibration_temperature: float = 1.0,
     ) -> None:
         # Any: a transformers model or a PEFT wrapper, called through methods nn.Module lacks.
         self.model: Any = model
         self.tokenizer, self.task, self.labels = tokenizer, task, labels
         self.task_plugin = get_task(task)
         self.logit_offset, self.adapter = logit_offset, adapter
+        # Logits stay the model's own (an exported copy gives the same); probabilities are
+        # computed from logits / temperature, fitted on validation to make them calibrated.
+        self.calibration_temperature = calibration_temperature
         # Inputs are truncated to what the model's positions hold once the strategy's virtual
         # tokens are in (a prompt-tuned BERT reads 492 text tokens, not 512 + 20).
         self.max_length = input_limit(model) - extra_positions
@@ -91,7 +96,16 @@ class Predictor:
         model, offset = load_model(files)
         tokenizer = load_tokenizer(str(files.directory))
         extra = files.extra_positions()
-        return cls(model.to(device), tokenizer, files.task, files.labels, offset, None, extra)
+        return cls(
+            model.to(device),
+            tokenizer,
+            files.task,
+            files.labels,
+            offset,
+            None,
+            extra,
+            files.calibration_temperature,
+        )
 
     @classmethod
     def from_registry(cls, registry: Any, ref: str) -> Predictor:

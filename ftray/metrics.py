@@ -65,6 +65,59 @@ def classification_metrics(cm: torch.Tensor, labels: Sequence[str]) -> dict:
     }
 
 
+# Equal-width bins of the predicted label's probability, the usual 15 (Guo et al., 2017).
+CALIBRATION_BINS = 15
+
+
+def calibration_counts(
+    probabilities: torch.Tensor, targets: torch.Tensor, bins: int = CALIBRATION_BINS
+) -> torch.Tensor:
+    """[bin, (examples, summed confidence, right answers)]: counts, so workers' shards add up.
+    The confidence is the predicted label's probability; one on a bin's edge falls in the lower
+    bin, as in scikit-learn's `calibration_curve`."""
+    confidence, predicted = probabilities.double().max(dim=-1)
+    edges = torch.linspace(0, 1, bins + 1, dtype=torch.float64)[1:-1]
+    right = (predicted == targets).double()
+    counts = torch.zeros(bins, 3, dtype=torch.float64)
+    rows = torch.stack([torch.ones_like(confidence), confidence, right], dim=1)
+    return counts.index_add_(0, torch.bucketize(confidence, edges), rows)
+
+
+def brier_sum(probabilities: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Summed squared distance between the probabilities and the one-hot truth (Brier's own
+    multi-class score: 0 is perfect, 2 the worst; twice the binary form for two labels)."""
+    truth = torch.nn.functional.one_hot(targets.long(), probabilities.shape[-1]).double()
+    return ((probabilities.double() - truth) ** 2).sum()
+
+
+# Temperatures tried when fitting one to validation: 1 (the logits as they are) to 20, 5% apart.
+# Never below 1: a model right on every validation row would otherwise be fitted ever sharper.
+TEMPERATURES = torch.logspace(0, math.log10(20), 62, dtype=torch.float64)
+
+
+def nll_sums(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Summed negative log-likelihood of the targets with the logits divided by each of
+    TEMPERATURES: counts again, so the fit sees the whole validation set across workers."""
+    scaled = logits.double().unsqueeze(0) / TEMPERATURES.view(-1, 1, 1)
+    rows = torch.arange(len(targets))
+    return -scaled.log_softmax(dim=-1)[:, rows, targets.long()].sum(dim=1)
+
+
+def fitted_temperature(nll: torch.Tensor) -> float:
+    """The temperature with the lowest validation loss (Guo et al., 2017: temperature scaling)."""
+    return float(TEMPERATURES[int(nll.argmin())])
+
+
+def calibration_metrics(counts: torch.Tensor, brier: torch.Tensor) -> dict:
+    """Expected calibration error (how far, on average over examples, the predicted label's
+    probability is from how often such predictions are right) and the mean Brier score."""
+    examples = float(counts[:, 0].sum())
+    if not examples:
+        return {}
+    gaps = (counts[:, 1] - counts[:, 2]).abs()  # per bin: examples x |confidence - accuracy|
+    return {"ece": float(gaps.sum()) / examples, "brier": float(brier) / examples}
+
+
 def bio_spans(tags: Sequence[str]) -> set[tuple[str, int, int]]:
     """Entity spans (type, start, end-exclusive) in a BIO tag sequence, conlleval style:
     an I- tag that does not continue an entity of its type starts a new one."""

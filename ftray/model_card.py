@@ -143,6 +143,13 @@ def _evaluation(result: ModelResult) -> str:
         else "no test split was held out.\n\n"
     )
     text += _table(("metric", "validation", "test"), rows)
+    temperature = result.metrics.get("temperature")
+    if isinstance(temperature, float):
+        text += (
+            f"\n\nProbabilities are the softmax of the logits divided by {temperature:.3g}, the "
+            "temperature that fits the validation split best: validation's `ece` and `brier` "
+            "are the model's before it, test's are what the endpoint answers."
+        )
     slices = result.metrics.get("slices") or {}
     if slices:
         headline = "f1" if "f1" in next(iter(slices.values())) else "accuracy"

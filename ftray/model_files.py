@@ -29,6 +29,7 @@ class ModelFiles:
     labels: list[str]
     base_directory: Path | None  # strategies whose artefact is relative to a base model
     recorded_config: dict[str, Any] | None = field(default=None)  # the strategy's config
+    calibration_temperature: float = 1.0  # a classifier's logits are divided by it (softmax)
 
     @property
     def strategy(self) -> Strategy:
@@ -46,6 +47,13 @@ class ModelFiles:
     def extra_positions(self) -> int:
         """Positions the strategy adds to every input, which the text cannot use."""
         return self.strategy.extra_positions(self.config, self.task)
+
+
+def served_temperature(validation_metrics: dict[str, Any]) -> float:
+    """What a classifier's probabilities are served at: the temperature fitted on validation
+    when it was trained; 1 for other tasks and for versions trained before ftray fitted one."""
+    value = validation_metrics.get("temperature")
+    return float(value) if isinstance(value, int | float) and value > 0 else 1.0
 
 
 def strategy_record(config: StrategyConfig) -> dict[str, Any]:

@@ -147,6 +147,7 @@ class Models:
             files.logit_offset(),
             adapter=ref,
             extra_positions=files.extra_positions(),
+            calibration_temperature=files.calibration_temperature,
         )
 
         return LoadedVersion(ref, files, predictor, lambda: self.bases.release_later(files, ref))

@@ -1,12 +1,17 @@
 """Registered versions of every kind load back and answer as the trained model did."""
 
+import json
+
 import pytest
 import torch
 from test_artefacts import LABELS, trained_output
 
 from ftray.artefacts import register_output
+from ftray.evaluate import output_files, score_examples
 from ftray.inference import ModelFiles, Predictor
 from ftray.models import load_task_model, load_tokenizer
+from ftray.results import RESULT_FILE, ModelResult
+from ftray.spec import DataSpec
 from ftray.strategies import get_strategy
 from registry import BlobCache, Registry
 from registry.local_store import LocalStore
@@ -55,6 +60,31 @@ def test_every_kind_loads_back_from_the_registry_and_predicts_the_same(
         assert answer["scores"] == pytest.approx(dict(zip(LABELS, row, strict=True)), abs=1e-5)
         assert answer["label"] == LABELS[max(range(2), key=row.__getitem__)]
     assert manifest.kind == kind
+
+
+def test_a_classifier_answers_at_the_temperature_fitted_on_its_validation(
+    registry, tmp_path, tiny_bert
+):
+    """Probabilities are softmax(logits / temperature), through the registry and for a training
+    output (`ftray eval`, the test split); logits stay the model's own, as an export gives them.
+    Versions without one answer at 1."""
+    output = trained_output(tmp_path, tiny_bert, "full", 7)
+    register_output(registry, output, "as-trained")
+    result = json.loads((output / RESULT_FILE).read_text())
+    result["metrics"]["temperature"] = 2.5
+    (output / RESULT_FILE).write_text(json.dumps(result))
+    register_output(registry, output, "calibrated")
+    files = output_files(output, ModelResult.read(output))
+    assert files.calibration_temperature == 2.5
+    examples = [{"text": text, "label": label} for text, label in zip(TEXTS, LABELS, strict=True)]
+    scores = score_examples(files, examples, DataSpec(train="-"))
+    assert scores.metrics["temperature"] == 2.5  # what was applied, not a fit to these rows
+    assert Predictor.from_registry(registry, "as-trained@latest").calibration_temperature == 1.0
+    predictor = Predictor.from_registry(registry, "calibrated@latest")
+    logits = reference_probabilities(output, tiny_bert).log()  # the logits, up to a shift
+    expected = (logits / 2.5).softmax(dim=-1)
+    for answer, row in zip(predictor.predict(TEXTS), expected.tolist(), strict=True):
+        assert answer["scores"] == pytest.approx(dict(zip(LABELS, row, strict=True)), abs=1e-5)
 
 
 def test_ner_entities_are_character_spans_of_the_input(tmp_path, tiny_bert):

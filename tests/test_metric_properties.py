@@ -7,6 +7,7 @@ import math
 import os
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -17,7 +18,8 @@ from seqeval.metrics import classification_report as seqeval_report
 from seqeval.metrics import f1_score as seqeval_f1
 from seqeval.metrics import precision_score as seqeval_precision
 from seqeval.metrics import recall_score as seqeval_recall
-from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import accuracy_score, brier_score_loss, precision_recall_fscore_support
 
 from ftray import metrics
 from ftray.ray_internals import free_loopback_port
@@ -76,6 +78,71 @@ def test_f1_is_the_harmonic_mean_when_precision_plus_recall_is_below_one():
     p, r = 1 / 3, 1 / 2
     assert ours["per_class"]["a"]["f1"] == pytest.approx(2 * p * r / (p + r)) == pytest.approx(0.4)
     assert ours["f1"] == pytest.approx(0.2)
+
+
+def reference_calibration(probabilities: torch.Tensor, targets: list[int]) -> tuple[float, float]:
+    """ECE from scikit-learn's reliability curve (each non-empty bin's accuracy and mean
+    confidence, weighted by its share of the examples) and Brier's multi-class score."""
+    table = probabilities.double().numpy()
+    confidence, right = table.max(axis=1), (table.argmax(axis=1) == np.array(targets))
+    accuracy, mean_confidence = calibration_curve(
+        right.astype(int), confidence, n_bins=metrics.CALIBRATION_BINS, pos_label=1
+    )
+    edges = np.linspace(0, 1, metrics.CALIBRATION_BINS + 1)[1:-1]
+    counts = np.bincount(np.searchsorted(edges, confidence), minlength=metrics.CALIBRATION_BINS)
+    ece = float((counts[counts > 0] * abs(accuracy - mean_confidence)).sum() / len(targets))
+    brier = brier_score_loss(
+        targets, table, labels=list(range(table.shape[1])), scale_by_half=False
+    )
+    return ece, float(brier)
+
+
+@st.composite
+def probability_tables(draw) -> tuple[torch.Tensor, list[int]]:
+    """Softmaxed logits (some of them sure of one class: confidence 1.0) and targets."""
+    classes, size = draw(st.integers(2, 4)), draw(st.integers(1, 40))
+    logit = st.one_of(st.floats(-8, 8), st.sampled_from([-100.0, 0.0, 100.0]))
+    rows = draw(st.lists(st.lists(logit, min_size=classes, max_size=classes), min_size=size,
+                         max_size=size))  # fmt: skip
+    targets = draw(st.lists(st.integers(0, classes - 1), min_size=size, max_size=size))
+    return torch.tensor(rows, dtype=torch.float64).softmax(dim=-1), targets
+
+
+@settings(max_examples=300, deadline=None)
+@given(probability_tables())
+def test_calibration_error_and_brier_score_match_scikit_learn(table):
+    probabilities, targets = table
+    counts = metrics.calibration_counts(probabilities, torch.tensor(targets))
+    brier = metrics.brier_sum(probabilities, torch.tensor(targets))
+    result = metrics.calibration_metrics(counts, brier)
+    ece, expected_brier = reference_calibration(probabilities, targets)
+    assert result["ece"] == pytest.approx(ece, abs=1e-12)
+    assert result["brier"] == pytest.approx(expected_brier, abs=1e-12)
+
+
+def test_nll_sums_are_the_summed_cross_entropy_at_each_temperature():
+    torch.manual_seed(0)
+    logits, targets = torch.randn(50, 4) * 5, torch.randint(0, 4, (50,))
+    expected = [
+        float(torch.nn.functional.cross_entropy(logits.double() / t, targets, reduction="sum"))
+        for t in metrics.TEMPERATURES
+    ]
+    assert metrics.nll_sums(logits, targets).tolist() == pytest.approx(expected, rel=1e-9)
+
+
+def test_the_fitted_temperature_is_the_one_an_overconfident_model_was_made_with():
+    """Labels drawn from softmax(z), scored by a model that says 3z: temperature 3 undoes it."""
+    torch.manual_seed(0)
+    truth = torch.randn(20_000, 3) * 2
+    targets = torch.multinomial(truth.softmax(dim=-1), 1).squeeze(1)
+    assert metrics.fitted_temperature(metrics.nll_sums(truth * 3, targets)) == pytest.approx(
+        3, rel=0.06
+    )
+
+
+def test_a_model_right_on_every_row_is_not_made_sharper():
+    logits, targets = torch.tensor([[4.0, -4.0], [-4.0, 4.0]]), torch.tensor([0, 1])
+    assert metrics.fitted_temperature(metrics.nll_sums(logits, targets)) == 1.0
 
 
 @st.composite
@@ -219,11 +286,20 @@ def test_two_processes_with_uneven_shards_score_the_whole_validation_set():
         labels, predictions, average="macro", zero_division=0
     )
     loss = torch.nn.functional.cross_entropy(table, torch.tensor(labels))
+    ece, brier = reference_calibration(table.double().softmax(dim=-1), labels)
+    nll = [
+        torch.nn.functional.cross_entropy(table.double() / t, torch.tensor(labels))
+        for t in metrics.TEMPERATURES
+    ]
+    temperature = float(metrics.TEMPERATURES[int(torch.stack(nll).argmin())])
     for rank in (0, 1):
         assert results[rank]["accuracy"] == pytest.approx(accuracy_score(labels, predictions))
         assert results[rank]["f1"] == pytest.approx(f1)
         assert results[rank]["precision"] == pytest.approx(precision)
         assert results[rank]["recall"] == pytest.approx(recall)
         assert results[rank]["val_loss"] == pytest.approx(float(loss), rel=1e-6)
+        assert results[rank]["ece"] == pytest.approx(ece, rel=1e-6)
+        assert results[rank]["brier"] == pytest.approx(brier, rel=1e-6)
+        assert results[rank]["temperature"] == temperature
         assert results[rank]["slices"]["even"]["support"] == groups.count(0)
         assert results[rank]["slices"]["odd"]["support"] == groups.count(1)

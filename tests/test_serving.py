@@ -67,7 +67,12 @@ def endpoint(tmp_path_factory, tiny_bert, tiny_llama):
     root = tmp_path_factory.mktemp("serving")
     registry = Registry(LocalStore(root / "registry"), BlobCache(root / "cache"))
     for seed in (1, 2):  # two LoRA versions of one classifier, on the same base
-        register_output(registry, trained_output(root, tiny_bert, "adapter", seed), "clf")
+        output = trained_output(root, tiny_bert, "adapter", seed)
+        if seed == 2:  # served at a calibration temperature, as a trained classifier is
+            result = json.loads((output / RESULT_FILE).read_text())
+            result["metrics"]["temperature"] = 3.0
+            (output / RESULT_FILE).write_text(json.dumps(result))
+        register_output(registry, output, "clf")
     registry.set_alias("clf", "prod", 1)
     register_task_model(
         registry, root, tiny_bert, "token-classification", ["O", "B-PER", "I-PER"], "ner"
@@ -120,7 +125,9 @@ def test_two_adapter_versions_share_one_base_in_one_replica(endpoint):
     for ref, version in (("clf@prod", "clf:1"), ("clf:2", "clf:2")):
         result = predict(endpoint["url"], ref, TEXTS, token=TOKEN)
         assert result["model"] == version and result["task"] == "sequence-classification"
-        expected = Predictor.from_registry(registry, version).predict(TEXTS)
+        local = Predictor.from_registry(registry, version)
+        assert local.calibration_temperature == (3.0 if version == "clf:2" else 1.0)
+        expected = local.predict(TEXTS)
         for got, want in zip(result["outputs"], expected, strict=True):
             assert got["label"] == want["label"] and got["scores"] == pytest.approx(
                 want["scores"], abs=1e-5

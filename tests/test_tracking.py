@@ -139,6 +139,12 @@ def test_the_model_card_holds_the_real_numbers_and_data_hashes(tmp_path):
     assert f"| train | train.jsonl | `{sha256_file(train_file)}` |" in card
     assert "| f1 | 0.7000 | 0.6000 |" in card and "| accuracy | 0.7500 | 0.6250 |" in card
     assert "| a | 0.6500 | 3 |" in card and "gap between best and worst slice: 0.1000" in card
+    assert "divided by" not in card  # a result without a fitted temperature
+    result = sample_result(tmp_path)
+    result.metrics.update(ece=0.08, temperature=2.858)
+    result.test_metrics["ece"] = 0.03
+    card = model_card(result, [], tmp_path)
+    assert "| ece | 0.0800 | 0.0300 |" in card and "divided by 2.86," in card
 
 
 def test_an_adapter_names_its_base_portably_and_drops_the_empty_template(tmp_path):

@@ -73,6 +73,11 @@ def render_evaluation(result: dict[str, Any]) -> None:
     )
     stdout.print(f"[bold]{result['model']}[/] on {result['data']} ({result['rows']} rows)")
     stdout.print(f"  {headline}")
+    if isinstance(metrics.get("ece"), float):
+        stdout.print(
+            f"  calibration: ECE {metrics['ece']:.4f}, Brier {metrics['brier']:.4f} "
+            f"(probabilities at temperature {metrics.get('temperature', 1.0):.3g})"
+        )
     for note in result.get("notes", []):
         stdout.print(f"  [dim]{note}[/]")
     if metrics.get("per_class"):

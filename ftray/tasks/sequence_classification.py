@@ -24,6 +24,9 @@ class ClassificationEvaluator(Evaluator):
         n = len(self.labels)
         self.cm = torch.zeros(n, n, dtype=torch.long)
         self.group_cm = torch.zeros(len(self.groups), n, n, dtype=torch.long)
+        self.calibration = torch.zeros(metrics.CALIBRATION_BINS, 3, dtype=torch.float64)
+        self.brier = torch.zeros((), dtype=torch.float64)
+        self.nll = torch.zeros(len(metrics.TEMPERATURES), dtype=torch.float64)
 
     @property
     def confusion(self) -> list[list[int]]:
@@ -32,6 +35,10 @@ class ClassificationEvaluator(Evaluator):
     def _add(self, logits, batch):
         preds, targets = logits.argmax(dim=-1), batch["labels"]
         self.cm += metrics.confusion_matrix(preds, targets, len(self.labels))
+        probabilities = logits.softmax(dim=-1)
+        self.calibration += metrics.calibration_counts(probabilities, targets)
+        self.brier += metrics.brier_sum(probabilities, targets)
+        self.nll += metrics.nll_sums(logits, targets)
         for g in range(len(self.groups)):
             rows = batch["group"] == g
             self.group_cm[g] += metrics.confusion_matrix(
@@ -39,10 +46,13 @@ class ClassificationEvaluator(Evaluator):
             )
 
     def _counts(self):
-        return [self.loss, self.cm, self.group_cm]
+        return [self.loss, self.cm, self.group_cm, self.calibration, self.brier, self.nll]
 
     def _compute(self):
         result = metrics.classification_metrics(self.cm, self.labels)
+        result.update(metrics.calibration_metrics(self.calibration, self.brier))
+        if self.cm.sum():
+            result["temperature"] = metrics.fitted_temperature(self.nll)
         if self.groups:
             per_slice = {}
             for g, name in enumerate(self.groups):
@@ -65,6 +75,8 @@ class SequenceClassification(Task):
         "recall": "max",
         "val_loss": "min",
         "worst_slice_f1": "max",
+        "ece": "min",
+        "brier": "min",
     }
     fields = ("text_field", "label_field")
     peft_task_type = "SEQ_CLS"
@@ -124,7 +136,8 @@ class SequenceClassification(Task):
             padding=True,
             return_tensors="pt",
         )
-        probabilities = predictor.logits(batch).float().softmax(dim=-1).cpu()
+        logits = predictor.logits(batch).float() / predictor.calibration_temperature
+        probabilities = logits.softmax(dim=-1).cpu()
         labels = predictor.labels
         results = []
         for row in probabilities.tolist():
