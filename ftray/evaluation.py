@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ftray import metrics
+
 Loss = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, int]]
 
 
@@ -24,6 +26,32 @@ class ScoredRow:
     predicted: str
     confidence: float  # of the predicted label (classification) or 1 - token accuracy (NER)
     wrong: bool
+
+
+class Calibration:
+    """The counts behind `ece`, `brier` and the fitted `temperature`, over a classifier's
+    predictions (rows, or labelled token positions): sums, so shards all-reduce and merge."""
+
+    def __init__(self) -> None:
+        self.bins = torch.zeros(metrics.CALIBRATION_BINS, 3, dtype=torch.float64)
+        self.brier = torch.zeros((), dtype=torch.float64)
+        self.nll = torch.zeros(len(metrics.TEMPERATURES), dtype=torch.float64)
+
+    def add(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        """logits [predictions, classes] and targets [predictions]."""
+        probabilities = logits.softmax(dim=-1)
+        self.bins += metrics.calibration_counts(probabilities, targets)
+        self.brier += metrics.brier_sum(probabilities, targets)
+        self.nll += metrics.nll_sums(logits, targets)
+
+    def counts(self) -> list[torch.Tensor]:
+        return [self.bins, self.brier, self.nll]
+
+    def report(self) -> dict:
+        if not self.bins[:, 0].sum():
+            return {}
+        fitted = metrics.fitted_temperature(self.nll)
+        return {**metrics.calibration_metrics(self.bins, self.brier), "temperature": fitted}
 
 
 class Evaluator(ABC):

@@ -120,6 +120,14 @@ def test_ner_entities_are_character_spans_of_the_input(tmp_path, tiny_bert):
         ]
         scores = [e["score"] for e in alone["entities"]]
         assert [e["score"] for e in batched["entities"]] == pytest.approx(scores, abs=1e-5)
+    # At a calibration temperature: the same entities, each less sure (a softmax's top
+    # probability falls as the temperature rises).
+    files = ModelFiles(tmp_path / "ner", "full", "token-classification", tags, None, None, 4.0)
+    calibrated = Predictor.from_files(files).predict([text])[0]["entities"]
+    assert [(e["type"], e["start"], e["end"]) for e in calibrated] == [
+        (e["type"], e["start"], e["end"]) for e in entities
+    ]
+    assert all(c["score"] < e["score"] for c, e in zip(calibrated, entities, strict=True))
 
 
 def test_causal_lm_completes_a_prompt(tiny_llama):

@@ -22,6 +22,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import accuracy_score, brier_score_loss, precision_recall_fscore_support
 
 from ftray import metrics
+from ftray.encoding import IGNORE
 from ftray.ray_internals import free_loopback_port
 from ftray.tasks import make_evaluator
 
@@ -118,6 +119,25 @@ def test_calibration_error_and_brier_score_match_scikit_learn(table):
     ece, expected_brier = reference_calibration(probabilities, targets)
     assert result["ece"] == pytest.approx(ece, abs=1e-12)
     assert result["brier"] == pytest.approx(expected_brier, abs=1e-12)
+
+
+def test_ner_calibration_counts_the_labelled_tokens_only():
+    """A tagger's calibration is over the tokens that carry a tag (each word's first piece),
+    as its loss and accuracy are: word pieces and special tokens do not count."""
+    torch.manual_seed(1)
+    logits = torch.randn(3, 7, 5) * 4
+    gold = torch.randint(0, 5, (3, 7))
+    gold[:, 0] = gold[:, -1] = IGNORE  # special tokens
+    gold[1, 3] = gold[2, 2] = IGNORE  # later pieces of a word
+    evaluator = make_evaluator("token-classification", TAGS[:5], [], 0.1)
+    evaluator.add(logits, {"labels": gold})
+    result = evaluator.compute()
+    keep = gold != IGNORE
+    ece, brier = reference_calibration(logits[keep].double().softmax(dim=-1), gold[keep].tolist())
+    nll = metrics.nll_sums(logits[keep], gold[keep])
+    assert result["ece"] == pytest.approx(ece, rel=1e-6)
+    assert result["brier"] == pytest.approx(brier, rel=1e-6)
+    assert result["temperature"] == metrics.fitted_temperature(nll)
 
 
 def test_nll_sums_are_the_summed_cross_entropy_at_each_temperature():

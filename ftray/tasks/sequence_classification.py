@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from ftray import metrics
-from ftray.evaluation import Evaluator, ScoredRow
+from ftray.evaluation import Calibration, Evaluator, ScoredRow
 from ftray.fields import label_value, text_value
 from ftray.pooling import checkpoint_pooling, use_mean_pooling
 from ftray.tasks.base import Task
@@ -24,9 +24,7 @@ class ClassificationEvaluator(Evaluator):
         n = len(self.labels)
         self.cm = torch.zeros(n, n, dtype=torch.long)
         self.group_cm = torch.zeros(len(self.groups), n, n, dtype=torch.long)
-        self.calibration = torch.zeros(metrics.CALIBRATION_BINS, 3, dtype=torch.float64)
-        self.brier = torch.zeros((), dtype=torch.float64)
-        self.nll = torch.zeros(len(metrics.TEMPERATURES), dtype=torch.float64)
+        self.calibration = Calibration()
 
     @property
     def confusion(self) -> list[list[int]]:
@@ -35,10 +33,7 @@ class ClassificationEvaluator(Evaluator):
     def _add(self, logits, batch):
         preds, targets = logits.argmax(dim=-1), batch["labels"]
         self.cm += metrics.confusion_matrix(preds, targets, len(self.labels))
-        probabilities = logits.softmax(dim=-1)
-        self.calibration += metrics.calibration_counts(probabilities, targets)
-        self.brier += metrics.brier_sum(probabilities, targets)
-        self.nll += metrics.nll_sums(logits, targets)
+        self.calibration.add(logits, targets)
         for g in range(len(self.groups)):
             rows = batch["group"] == g
             self.group_cm[g] += metrics.confusion_matrix(
@@ -46,13 +41,11 @@ class ClassificationEvaluator(Evaluator):
             )
 
     def _counts(self):
-        return [self.loss, self.cm, self.group_cm, self.calibration, self.brier, self.nll]
+        return [self.loss, self.cm, self.group_cm, *self.calibration.counts()]
 
     def _compute(self):
         result = metrics.classification_metrics(self.cm, self.labels)
-        result.update(metrics.calibration_metrics(self.calibration, self.brier))
-        if self.cm.sum():
-            result["temperature"] = metrics.fitted_temperature(self.nll)
+        result.update(self.calibration.report())
         if self.groups:
             per_slice = {}
             for g, name in enumerate(self.groups):

@@ -14,7 +14,7 @@ from transformers import AutoModelForTokenClassification
 from ftray import metrics
 from ftray.encoding import IGNORE
 from ftray.errors import FtrayError
-from ftray.evaluation import Evaluator, ScoredRow
+from ftray.evaluation import Calibration, Evaluator, ScoredRow
 from ftray.fields import string_list
 from ftray.tasks.base import Task
 
@@ -32,11 +32,13 @@ class EntityEvaluator(Evaluator):
         self.entities = torch.zeros(len(self.types), 3, dtype=torch.long)
         self.group_entities = torch.zeros(len(self.groups), len(self.types), 3, dtype=torch.long)
         self.tokens = torch.zeros(2, dtype=torch.long)  # correct, labelled
+        self.calibration = Calibration()  # of each labelled token's tag
 
     def _add(self, logits, batch):
         preds, labels = logits.argmax(dim=-1), batch["labels"]
         keep = labels != IGNORE
         self.tokens += torch.tensor([int((preds[keep] == labels[keep]).sum()), int(keep.sum())])
+        self.calibration.add(logits[keep], labels[keep])
         for row in range(labels.shape[0]):
             mask = keep[row]
             predicted = [self.labels[i] for i in preds[row][mask].tolist()]
@@ -47,12 +49,14 @@ class EntityEvaluator(Evaluator):
                 self.group_entities[int(batch["group"][row])] += counts
 
     def _counts(self):
-        return [self.loss, self.entities, self.group_entities, self.tokens]
+        entity_counts = [self.entities, self.group_entities, self.tokens]
+        return [self.loss, *entity_counts, *self.calibration.counts()]
 
     def _compute(self):
         correct, labelled = self.tokens.tolist()
         result = metrics.entity_metrics(self.entities, self.types)
         result["accuracy"] = correct / labelled if labelled else 0.0
+        result.update(self.calibration.report())
         if self.groups:
             per_slice = {}
             for g, name in enumerate(self.groups):
@@ -72,6 +76,8 @@ class TokenClassification(Task):
         "accuracy": "max",
         "val_loss": "min",
         "worst_slice_f1": "max",
+        "ece": "min",
+        "brier": "min",
     }
     fields = ("tokens_field", "tags_field")
     peft_task_type = "TOKEN_CLS"
@@ -181,7 +187,8 @@ def entities(predictor: Predictor, texts: list[str]) -> list[dict[str, Any]]:
         return_tensors="pt",
     )
     offsets = encoded.pop("offset_mapping").tolist()
-    probabilities = predictor.logits(encoded).float().softmax(dim=-1).cpu()
+    logits = predictor.logits(encoded).float() / predictor.calibration_temperature
+    probabilities = logits.softmax(dim=-1).cpu()
     return [
         text_entities(text, encoded.word_ids(row), offsets[row], probabilities[row], predictor)
         for row, text in enumerate(texts)
