@@ -310,17 +310,18 @@ def _score_shard(
     tokenizer = predictor.tokenizer
     features = encode(examples, files.task, tokenizer, files.labels, groups, predictor.max_length)
     evaluator = task.evaluator(files.labels, groups, data.max_slice_gap)
+    evaluator.probability_temperature = predictor.calibration_temperature
     collate = Collator(tokenizer.pad_token_id)
     scored: list[ScoredRow] = []
     with torch.no_grad():
         for start in range(0, len(features), BATCH_SIZE):
             batch = collate(features[start : start + BATCH_SIZE])
-            # Scaled as served: the loss, calibration and confidences are the endpoint's.
-            logits = predictor.logits(batch).float() / predictor.calibration_temperature
+            logits = predictor.logits(batch).float()
             evaluator.add(logits, batch)
             first_row = offset + start + 1  # rows count from the file's top
             rows = examples[start : start + BATCH_SIZE]
-            scored += task.scored_rows(files.labels, rows, logits, batch["labels"], first_row)
+            served = logits / predictor.calibration_temperature  # the endpoint's confidences
+            scored += task.scored_rows(files.labels, rows, served, batch["labels"], first_row)
     return evaluator, scored
 
 

@@ -37,9 +37,10 @@ class Calibration:
         self.brier = torch.zeros((), dtype=torch.float64)
         self.nll = torch.zeros(len(metrics.TEMPERATURES), dtype=torch.float64)
 
-    def add(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
-        """logits [predictions, classes] and targets [predictions]."""
-        probabilities = logits.softmax(dim=-1)
+    def add(self, logits: torch.Tensor, targets: torch.Tensor, temperature: float) -> None:
+        """logits [predictions, classes] and targets [predictions]. ECE and Brier are of the
+        probabilities at `temperature` (as served); the fit is of the logits as they are."""
+        probabilities = (logits / temperature).softmax(dim=-1)
         self.bins += metrics.calibration_counts(probabilities, targets)
         self.brier += metrics.brier_sum(probabilities, targets)
         self.nll += metrics.nll_sums(logits, targets)
@@ -55,6 +56,10 @@ class Calibration:
 
 
 class Evaluator(ABC):
+    # A scored version's calibration temperature: classifiers' calibration measures are of the
+    # probabilities it serves. The loss stays the model's own, comparable with validation's.
+    probability_temperature = 1.0
+
     def __init__(
         self, loss: Loss, labels: list[str], groups: list[str], max_slice_gap: float
     ) -> None:

@@ -79,6 +79,13 @@ def test_a_classifier_answers_at_the_temperature_fitted_on_its_validation(
     examples = [{"text": text, "label": label} for text, label in zip(TEXTS, LABELS, strict=True)]
     scores = score_examples(files, examples, DataSpec(train="-"))
     assert scores.metrics["temperature"] == 2.5  # what was applied, not a fit to these rows
+    # Brier of the probabilities at 2.5; the loss stays the model's own, as validation's is.
+    logits, targets = reference_probabilities(output, tiny_bert).log(), torch.tensor([0, 1])
+    served = (logits / 2.5).softmax(dim=-1)
+    brier = float(((served - torch.eye(2)[targets]) ** 2).sum(dim=-1).mean())
+    assert scores.metrics["brier"] == pytest.approx(brier, rel=1e-4)
+    loss = torch.nn.functional.cross_entropy(logits, targets)
+    assert scores.metrics["val_loss"] == pytest.approx(float(loss), rel=1e-4)
     assert Predictor.from_registry(registry, "as-trained@latest").calibration_temperature == 1.0
     predictor = Predictor.from_registry(registry, "calibrated@latest")
     logits = reference_probabilities(output, tiny_bert).log()  # the logits, up to a shift

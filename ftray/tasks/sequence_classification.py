@@ -33,7 +33,7 @@ class ClassificationEvaluator(Evaluator):
     def _add(self, logits, batch):
         preds, targets = logits.argmax(dim=-1), batch["labels"]
         self.cm += metrics.confusion_matrix(preds, targets, len(self.labels))
-        self.calibration.add(logits, targets)
+        self.calibration.add(logits, targets, self.probability_temperature)
         for g in range(len(self.groups)):
             rows = batch["group"] == g
             self.group_cm[g] += metrics.confusion_matrix(

@@ -38,7 +38,7 @@ class EntityEvaluator(Evaluator):
         preds, labels = logits.argmax(dim=-1), batch["labels"]
         keep = labels != IGNORE
         self.tokens += torch.tensor([int((preds[keep] == labels[keep]).sum()), int(keep.sum())])
-        self.calibration.add(logits[keep], labels[keep])
+        self.calibration.add(logits[keep], labels[keep], self.probability_temperature)
         for row in range(labels.shape[0]):
             mask = keep[row]
             predicted = [self.labels[i] for i in preds[row][mask].tolist()]
