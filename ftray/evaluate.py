@@ -289,10 +289,7 @@ def score_examples(
     for other, rows in parts[1:]:
         evaluator.merge(other)
         scored += rows
-    metrics = evaluator.compute()
-    if "temperature" in metrics:  # the one the probabilities are at, not one fitted to this file
-        metrics["temperature"] = files.calibration_temperature
-    return Scores(metrics, evaluator.confusion, scored)
+    return Scores(evaluator.compute(), evaluator.confusion, scored)
 
 
 def _score_shard(

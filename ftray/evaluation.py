@@ -37,10 +37,11 @@ class Calibration:
         self.brier = torch.zeros((), dtype=torch.float64)
         self.nll = torch.zeros(len(metrics.TEMPERATURES), dtype=torch.float64)
 
-    def add(self, logits: torch.Tensor, targets: torch.Tensor, temperature: float) -> None:
+    def add(self, logits: torch.Tensor, targets: torch.Tensor, served_at: float | None) -> None:
         """logits [predictions, classes] and targets [predictions]. ECE and Brier are of the
-        probabilities at `temperature` (as served); the fit is of the logits as they are."""
-        probabilities = (logits / temperature).softmax(dim=-1)
+        probabilities at `served_at` (a scored version's; None: training's, 1); the fit is of
+        the logits as they are."""
+        probabilities = (logits / (served_at or 1.0)).softmax(dim=-1)
         self.bins += metrics.calibration_counts(probabilities, targets)
         self.brier += metrics.brier_sum(probabilities, targets)
         self.nll += metrics.nll_sums(logits, targets)
@@ -48,17 +49,19 @@ class Calibration:
     def counts(self) -> list[torch.Tensor]:
         return [self.bins, self.brier, self.nll]
 
-    def report(self) -> dict:
+    def report(self, served_at: float | None) -> dict:
+        """ECE, Brier and the temperature: a scored version's own, or (training) the fit."""
         if not self.bins[:, 0].sum():
             return {}
-        fitted = metrics.fitted_temperature(self.nll)
-        return {**metrics.calibration_metrics(self.bins, self.brier), "temperature": fitted}
+        temperature = served_at or metrics.fitted_temperature(self.nll)
+        return {**metrics.calibration_metrics(self.bins, self.brier), "temperature": temperature}
 
 
 class Evaluator(ABC):
     # A scored version's calibration temperature: classifiers' calibration measures are of the
-    # probabilities it serves. The loss stays the model's own, comparable with validation's.
-    probability_temperature = 1.0
+    # probabilities it serves, and it is the temperature reported. None while training, which
+    # fits one. The loss stays the model's own, comparable with validation's.
+    probability_temperature: float | None = None
 
     def __init__(
         self, loss: Loss, labels: list[str], groups: list[str], max_slice_gap: float

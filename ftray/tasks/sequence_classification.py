@@ -45,7 +45,7 @@ class ClassificationEvaluator(Evaluator):
 
     def _compute(self):
         result = metrics.classification_metrics(self.cm, self.labels)
-        result.update(self.calibration.report())
+        result.update(self.calibration.report(self.probability_temperature))
         if self.groups:
             per_slice = {}
             for g, name in enumerate(self.groups):
@@ -129,8 +129,7 @@ class SequenceClassification(Task):
             padding=True,
             return_tensors="pt",
         )
-        logits = predictor.logits(batch).float() / predictor.calibration_temperature
-        probabilities = logits.softmax(dim=-1).cpu()
+        probabilities = predictor.probabilities(batch)
         labels = predictor.labels
         results = []
         for row in probabilities.tolist():

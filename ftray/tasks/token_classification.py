@@ -56,7 +56,7 @@ class EntityEvaluator(Evaluator):
         correct, labelled = self.tokens.tolist()
         result = metrics.entity_metrics(self.entities, self.types)
         result["accuracy"] = correct / labelled if labelled else 0.0
-        result.update(self.calibration.report())
+        result.update(self.calibration.report(self.probability_temperature))
         if self.groups:
             per_slice = {}
             for g, name in enumerate(self.groups):
@@ -187,8 +187,7 @@ def entities(predictor: Predictor, texts: list[str]) -> list[dict[str, Any]]:
         return_tensors="pt",
     )
     offsets = encoded.pop("offset_mapping").tolist()
-    logits = predictor.logits(encoded).float() / predictor.calibration_temperature
-    probabilities = logits.softmax(dim=-1).cpu()
+    probabilities = predictor.probabilities(encoded)
     return [
         text_entities(text, encoded.word_ids(row), offsets[row], probabilities[row], predictor)
         for row, text in enumerate(texts)
