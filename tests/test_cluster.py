@@ -79,13 +79,20 @@ def run_result(storage_uri: str) -> dict:
     return json.loads(storage.read_text(storage.join(storage_uri, run, "ftray_result.json")))
 
 
+def why(address: str, job_id: str) -> str:
+    """What a failed assertion on a job shows: Ray's status message (why a job failed before its
+    entrypoint printed anything: runtime env, supervisor actor), then the log's tail."""
+    message = jobs.status(address, job_id)["message"]
+    return f"message: {message}\nlogs: {jobs.logs(address, job_id)[-3000:]}"
+
+
 def wait_for_status(address, job_id, wanted, timeout=240):
     deadline = time.time() + timeout
     while time.time() < deadline:
         current = jobs.status(address, job_id)["status"]
         if current == wanted:
             return
-        assert current not in jobs.TERMINAL, jobs.logs(address, job_id)[-3000:]
+        assert current not in jobs.TERMINAL, why(address, job_id)
         time.sleep(0.5)
     raise AssertionError(f"{job_id} never reached {wanted}")
 
@@ -108,7 +115,7 @@ def test_a_job_trains_on_two_nodes_with_checkpoints_and_registry_on_s3(
     # Bounded: a job whose workers never start fails here, with ftray's note of what they
     # wait for in its log, instead of holding CI until its own limit.
     final = jobs.follow(cluster["address"], submitted["job_id"], out=logs, timeout=480)
-    assert final["status"] == "SUCCEEDED", logs.getvalue()[-3000:]
+    assert final["status"] == "SUCCEEDED", why(cluster["address"], submitted["job_id"])
 
     result = run_result("s3://ftray-test/two-nodes")
     assert len(result["worker_nodes"]) == 2 and len(set(result["worker_nodes"])) == 2
@@ -157,7 +164,8 @@ def test_local_storage_is_refused_on_a_multi_node_cluster(cluster, tmp_path, tin
     job.write_text(json.dumps(raw))
     job_id = jobs.submit(job, cluster["address"], env=AWS_ENV)["job_id"]
     assert jobs.wait(cluster["address"], job_id, timeout=120)["status"] == "FAILED"
-    assert "is a local directory but the Ray cluster has 2 nodes" in jobs.logs(
+    logged = jobs.logs(cluster["address"], job_id)
+    assert "is a local directory but the Ray cluster has 2 nodes" in logged, why(
         cluster["address"], job_id
     )
     assert not (tmp_path / "runs").exists()  # refused before any worker started
@@ -172,13 +180,14 @@ def raylets(directory: str) -> list[psutil.Process]:
     return sorted(found, key=lambda p: p.create_time())
 
 
-def wait_for_checkpoint(bucket_prefix: str, timeout: float = 240) -> None:
+def wait_for_checkpoint(address: str, job_id: str, bucket_prefix: str, timeout=240) -> None:
     """Until Ray Train has registered a checkpoint in S3 (its snapshot lists one)."""
     import boto3
 
     s3 = boto3.client("s3")
     deadline = time.time() + timeout
     while time.time() < deadline:
+        assert jobs.status(address, job_id)["status"] not in jobs.TERMINAL, why(address, job_id)
         listed = s3.list_objects_v2(Bucket="ftray-test", Prefix=bucket_prefix).get("Contents", [])
         for item in listed:
             if item["Key"].endswith("checkpoint_manager_snapshot.json"):
@@ -197,13 +206,13 @@ def test_a_killed_worker_node_resumes_from_its_s3_checkpoint(cluster, tmp_path, 
         train={"epochs": 2, "eval_steps": 10, "batch_size": 8, "learning_rate": 3e-3},
     )
     job_id = jobs.submit(job, cluster["address"], env=AWS_ENV)["job_id"]
-    wait_for_checkpoint("node-killed/")
+    wait_for_checkpoint(cluster["address"], job_id, "node-killed/")
     _head, *workers = raylets(cluster["dir"])
     assert workers, "no worker node found"
     workers[-1].send_signal(signal.SIGKILL)  # the node dies with the Train worker it hosted
     cluster["script"]("add-worker", "1")  # and another node joins
     final = jobs.wait(cluster["address"], job_id, timeout=400)
-    assert final["status"] == "SUCCEEDED", jobs.logs(cluster["address"], job_id)[-3000:]
+    assert final["status"] == "SUCCEEDED", why(cluster["address"], job_id)
 
     result = run_result("s3://ftray-test/node-killed")
     resumed = result["resumed_from"]
