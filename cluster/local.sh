@@ -20,12 +20,11 @@ export RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled}
 # Whether any of these processes still runs (a zombie does not: nothing here may reap it).
 running() { ps -o stat= -p "$(IFS=,; echo "$*")" 2>/dev/null | grep -qv '^Z'; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-# Each node on one machine needs its own agent ports (the defaults are fixed numbers).
+# Each node on one machine needs its own agent ports. The dashboard agent's HTTP port is a fixed
+# number by default; 0 lets each agent bind a free port itself and report it, as the other agent
+# ports do unless set. (A port picked here and bound seconds later could be taken meanwhile.)
 node_ports() {
-  echo --dashboard-agent-listen-port="$(free_port)" --dashboard-agent-grpc-port="$(free_port)" \
-       --metrics-export-port="$(free_port)" --runtime-env-agent-port="$(free_port)"
+  echo --dashboard-agent-listen-port=0
 }
 
 add_worker() {
