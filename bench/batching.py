@@ -7,6 +7,10 @@ NER: all-MiniLM-L6-v2 with a 9-tag head (random: speed does not depend on traini
 sentences answered by one `Predictor.predict` call (one padded forward pass) vs 16 calls.
 Causal LM: the tiny local Llama (the causal-LM example's), 16 prompts x 16 new tokens by one
 `generate` call (left padding) vs 16. Prints per-call medians and the ratios.
+
+Long requests: 256 hand-written reviews of mixed lengths (the sentiment example's sets) answered
+by one `Predictor.predict` call, in passes of at most FORWARD_BATCH (64) grouped by length, what
+the endpoint does, against one padded pass over all 256, what it did before.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import ftray.inference  # noqa: E402
 from ftray.inference import ModelFiles, Predictor  # noqa: E402
 from ftray.models import load_task_model, load_tokenizer, quiet_transformers  # noqa: E402
 from ftray.tiny_models import build_tiny_model  # noqa: E402
@@ -46,6 +51,41 @@ def ner_predictor(root: Path) -> Predictor:
     model.save_pretrained(directory)
     load_tokenizer("all-MiniLM-L6-v2").save_pretrained(directory)
     return Predictor.from_files(ModelFiles(directory, "full", "token-classification", TAGS, None))
+
+
+def classifier(root: Path) -> Predictor:
+    directory = root / "clf"
+    model = load_task_model("all-MiniLM-L6-v2", "sequence-classification", ["neg", "pos"])
+    model.save_pretrained(directory)
+    load_tokenizer("all-MiniLM-L6-v2").save_pretrained(directory)
+    files = ModelFiles(directory, "full", "sequence-classification", ["neg", "pos"], None)
+    return Predictor.from_files(files)
+
+
+def mixed_reviews(count: int) -> list[str]:
+    data = ROOT / "examples/sentiment/data"
+    texts = [
+        json.loads(line)["text"]
+        for name in ("long", "short", "blind", "challenge")
+        for line in (data / f"{name}.jsonl").open()
+    ]
+    return [texts[(i * 37) % len(texts)] for i in range(count)]  # interleaved lengths
+
+
+def long_request(predictor: Predictor, texts: list[str], rounds: int) -> dict:
+    passes = median_s(lambda: predictor.predict(texts), rounds)
+    chunk, ftray.inference.FORWARD_BATCH = ftray.inference.FORWARD_BATCH, len(texts)
+    try:
+        single = median_s(lambda: predictor.predict(texts), rounds)
+    finally:
+        ftray.inference.FORWARD_BATCH = chunk
+    return {
+        "task": "sequence-classification, one request",
+        "inputs": len(texts),
+        "one_padded_pass_ms": round(single * 1000, 1),
+        f"passes_of_{chunk}_by_length_ms": round(passes * 1000, 1),
+        "ratio": round(single / passes, 2),
+    }
 
 
 def lm_predictor(root: Path) -> tuple[Predictor, list[str]]:
@@ -85,6 +125,7 @@ def main() -> None:
         prompts = (prompts * args.inputs)[: args.inputs]
         lm = compare("causal-lm", predictor, prompts, args.rounds, max_new_tokens=16)
         print(json.dumps(lm))
+        print(json.dumps(long_request(classifier(root), mixed_reviews(256), args.rounds)))
 
 
 if __name__ == "__main__":

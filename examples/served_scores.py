@@ -4,7 +4,7 @@
     python examples/served_scores.py ner@latest examples/ner/data/challenge.jsonl
 
 Starts `ftray serve` for the reference on 127.0.0.1 (or uses --url), sends the rows through
-`POST /v1/predict` 64 at a time, and prints accuracy (classification) or entity-level
+`POST /v1/predict`, and prints accuracy (classification) or entity-level
 precision/recall/F1 (NER: the served character spans are mapped back onto the words).
 `ftray eval` scores the same model in-process; the two should agree.
 """
@@ -22,18 +22,9 @@ from ftray.fields import string_list
 from serving.client import predict
 from serving.launch import serving
 
-BATCH = 64  # the endpoint's max_inputs
-
-
-def served_outputs(url: str, ref: str, texts: list[str]) -> list[dict[str, Any]]:
-    outputs: list[dict[str, Any]] = []
-    for start in range(0, len(texts), BATCH):
-        outputs += predict(url, ref, texts[start : start + BATCH])["outputs"]
-    return outputs
-
 
 def classification_scores(url: str, ref: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    outputs = served_outputs(url, ref, [r["text"] for r in rows])
+    outputs = predict(url, ref, [r["text"] for r in rows])["outputs"]
     correct = sum(o["label"] == r["label"] for o, r in zip(outputs, rows, strict=True))
     return {"rows": len(rows), "accuracy": correct / len(rows)}
 
@@ -57,7 +48,7 @@ def word_tags(tokens: list[str], entities: list[dict[str, Any]]) -> list[str]:
 
 
 def entity_scores(url: str, ref: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    outputs = served_outputs(url, ref, [" ".join(r["tokens"]) for r in rows])
+    outputs = predict(url, ref, [" ".join(r["tokens"]) for r in rows])["outputs"]
     predicted = [word_tags(r["tokens"], o["entities"]) for r, o in zip(rows, outputs, strict=True)]
     gold = [r["tags"] for r in rows]
     types = metrics.entity_types([t for tags in gold for t in tags])

@@ -54,6 +54,7 @@ def load_model(files: ModelFiles) -> tuple[torch.nn.Module, int]:
 
 
 MAX_INPUT_TOKENS = 512  # a request's text is cut here at most, whatever the model could take
+FORWARD_BATCH = 64  # inputs per forward pass when answering
 
 
 def input_limit(model: torch.nn.Module) -> int:
@@ -114,9 +115,20 @@ class Predictor:
     @torch.no_grad()
     def predict(self, inputs: list[str], **options: Any) -> list[dict[str, Any]]:
         """The task's answer for each input (`Task.predict`); options such as max_new_tokens
-        and temperature are the task's."""
+        and temperature are the task's. Inputs go in passes of at most FORWARD_BATCH, of
+        similar lengths: a pass's memory is bounded however many requests a batch merged, and
+        short texts are not padded to a long one's length."""
         self.activate()
-        return self.task_plugin.predict(self, inputs, options)
+        if len(inputs) <= FORWARD_BATCH:
+            return self.task_plugin.predict(self, inputs, options)
+        by_length = sorted(range(len(inputs)), key=lambda index: len(inputs[index]))
+        answers: list[dict[str, Any]] = [{} for _ in inputs]
+        for start in range(0, len(inputs), FORWARD_BATCH):
+            members = by_length[start : start + FORWARD_BATCH]
+            passed = self.task_plugin.predict(self, [inputs[i] for i in members], options)
+            for index, answer in zip(members, passed, strict=True):
+                answers[index] = answer
+        return answers
 
     def stream(self, text: str, **options: Any) -> Iterator[dict[str, Any]]:
         """A generating task's answer piece by piece (`Task.stream`); each piece is computed

@@ -32,7 +32,7 @@ class ServeOptions(BaseModel):
     token: str | None = None  # require "Authorization: Bearer <token>"
     # Alias polling; 0 turns it off (POST /v1/reload still works).
     poll_interval_s: float = Field(10.0, ge=0)
-    max_inputs: int = Field(64, gt=0)
+    max_inputs: int = Field(256, gt=0)
     max_chars: int = Field(4096, gt=0)
     max_tokens: int = Field(256, gt=0)
 

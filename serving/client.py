@@ -12,6 +12,7 @@ import urllib.request
 from typing import Any
 
 from ftray.errors import FtrayError
+from serving.schema import Limits
 
 READY_TIMEOUT_S = 300
 
@@ -67,4 +68,12 @@ def call(
 
 
 def predict(url: str, ref: str, inputs: list[str], token: str | None = None) -> dict[str, Any]:
-    return call(url, "/v1/predict", {"model": ref, "inputs": inputs}, token)
+    """The endpoint's answer for every input: in requests of at most its default `max_inputs`,
+    so a whole file can be asked at once (the last request's version and task are reported)."""
+    per_request = Limits().max_inputs
+    outputs: list[Any] = []
+    for start in range(0, max(len(inputs), 1), per_request):
+        chunk = inputs[start : start + per_request]
+        answer = call(url, "/v1/predict", {"model": ref, "inputs": chunk}, token)
+        outputs += answer["outputs"]
+    return {**answer, "outputs": outputs}

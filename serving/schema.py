@@ -12,12 +12,15 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 
 
 class Limits(BaseModel):
-    max_inputs: int = 64  # inputs per /v1/predict request
+    max_inputs: int = 256  # inputs per /v1/predict request (answered in passes of 64)
     max_chars: int = 4096  # characters per input (prompt, text, message content)
     max_tokens: int = 256  # completion tokens a request may ask for
-    # A whole body, checked before it is read: room for max_inputs x max_chars even when every
-    # character is JSON-escaped (\uXXXX, 6 bytes), and no more.
-    max_body_bytes: int = 64 * 4096 * 6 + 65536
+
+    @property
+    def max_body_bytes(self) -> int:
+        """A whole body, checked before it is read: room for max_inputs x max_chars even when
+        every character is JSON-escaped (\\uXXXX, 6 bytes), and no more."""
+        return self.max_inputs * self.max_chars * 6 + 65536
 
 
 def _listed(value: Any) -> Any:

@@ -137,6 +137,42 @@ def test_ner_entities_are_character_spans_of_the_input(tmp_path, tiny_bert):
     assert all(c["score"] < e["score"] for c, e in zip(calibrated, entities, strict=True))
 
 
+def test_many_inputs_are_answered_in_bounded_passes_of_similar_lengths(
+    tmp_path, tiny_bert, monkeypatch
+):
+    """A batch larger than FORWARD_BATCH goes in passes of at most that many inputs, grouped by
+    length; each input still gets, in its place, what it gets alone."""
+    import ftray.inference
+
+    strategy = get_strategy("full")
+    torch.manual_seed(5)
+    model = strategy.apply(
+        load_task_model(str(tiny_bert), "sequence-classification", LABELS),
+        strategy.config_type(),
+        "sequence-classification",
+    )
+    model.save_pretrained(tmp_path / "clf")
+    load_tokenizer(str(tiny_bert)).save_pretrained(tmp_path / "clf")
+    files = ModelFiles(tmp_path / "clf", "full", "sequence-classification", LABELS, None)
+    predictor = Predictor.from_files(files)
+    texts = [" ".join(["word"] * (1 + (7 * i) % 23)) + f" number {i}" for i in range(11)]
+    alone = [predictor.predict([text])[0] for text in texts]
+    passes = []
+    task_predict = predictor.task_plugin.predict
+    monkeypatch.setattr(ftray.inference, "FORWARD_BATCH", 4)
+    monkeypatch.setattr(
+        predictor.task_plugin,
+        "predict",
+        lambda p, inputs, options: passes.append(inputs) or task_predict(p, inputs, options),
+    )
+    together = predictor.predict(texts)
+    assert [len(p) for p in passes] == [4, 4, 3]
+    assert sorted(len(t) for p in passes for t in p) == [len(t) for p in passes for t in p]
+    for single, batched in zip(alone, together, strict=True):
+        assert batched["label"] == single["label"]
+        assert batched["scores"] == pytest.approx(single["scores"], abs=1e-5)
+
+
 def test_causal_lm_completes_a_prompt(tiny_llama):
     predictor = Predictor.from_files(ModelFiles(tiny_llama, "full", "causal-lm", [], None))
     [answer] = predictor.predict(["Colour of lime?\nAnswer:"], max_new_tokens=5)

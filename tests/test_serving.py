@@ -300,7 +300,7 @@ def test_an_alias_move_under_traffic_fails_no_request(endpoint):
             404,
             "unknown model 'ghost'",
         ),
-        ("/v1/predict", {"model": "clf:2", "inputs": ["x"] * 65}, None, TOKEN, 413, "at most 64"),
+        ("/v1/predict", {"model": "clf:2", "inputs": ["x"] * 257}, None, TOKEN, 413, "at most 256"),
         (
             "/v1/predict",
             {"model": "clf:2", "inputs": ["x" * 5000]},
@@ -309,7 +309,7 @@ def test_an_alias_move_under_traffic_fails_no_request(endpoint):
             413,
             "at most 4096",
         ),
-        ("/v1/predict", None, b" " * 2_000_000, TOKEN, 413, "limits.max_body_bytes"),
+        ("/v1/predict", None, b" " * 7_000_000, TOKEN, 413, "limits.max_body_bytes"),
         ("/v1/predict", {"model": "clf:2", "inputs": ["x"]}, None, None, 401, "bearer token"),
         ("/v1/predict", {"model": "clf:2", "inputs": ["x"]}, None, "wrong", 401, "bearer token"),
         ("/v1/completions", {"model": "clf:2", "prompt": "x"}, None, TOKEN, 400, "use /v1/predict"),
@@ -374,6 +374,13 @@ def test_the_endpoint_still_answers_after_the_barrage(endpoint):
         post(endpoint["url"], "/v1/predict", None, raw=b"\x00\xff garbage")
     result = predict(endpoint["url"], "clf:2", TEXTS, token=TOKEN)
     assert result["model"] == "clf:2" and len(result["outputs"]) == 2
+    # More inputs than one request may carry: the client sends two (256 + 44), and each input
+    # gets what it gets in a small request.
+    many = predict(endpoint["url"], "clf:2", TEXTS * 150, token=TOKEN)["outputs"]
+    assert len(many) == 300
+    for got, expected in zip(many, result["outputs"] * 150, strict=True):
+        assert got["label"] == expected["label"]
+        assert got["scores"] == pytest.approx(expected["scores"], abs=1e-4)
 
 
 def test_unknown_references_are_refused_before_serving(endpoint):
