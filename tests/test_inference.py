@@ -94,19 +94,25 @@ def test_a_classifier_answers_at_the_temperature_fitted_on_its_validation(
         assert answer["scores"] == pytest.approx(dict(zip(LABELS, row, strict=True)), abs=1e-5)
 
 
-def test_ner_entities_are_character_spans_of_the_input(tmp_path, tiny_bert):
-    tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
-    torch.manual_seed(3)
+def untrained_model(tmp_path, tiny_bert, task: str, labels: list[str], seed: int):
+    """The tiny BERT with a fresh head for `task`, saved as a full version's files (random
+    weights: what these tests check does not depend on training)."""
+    torch.manual_seed(seed)
     strategy = get_strategy("full")
     model = strategy.apply(
-        load_task_model(str(tiny_bert), "token-classification", tags),
-        strategy.config_type(),
-        "token-classification",
+        load_task_model(str(tiny_bert), task, labels), strategy.config_type(), task
     )
-    model.save_pretrained(tmp_path / "ner")
-    load_tokenizer(str(tiny_bert)).save_pretrained(tmp_path / "ner")
+    directory = tmp_path / task
+    model.save_pretrained(directory)
+    load_tokenizer(str(tiny_bert)).save_pretrained(directory)
+    return directory
+
+
+def test_ner_entities_are_character_spans_of_the_input(tmp_path, tiny_bert):
+    tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    directory = untrained_model(tmp_path, tiny_bert, "token-classification", tags, seed=3)
     predictor = Predictor.from_files(
-        ModelFiles(tmp_path / "ner", "full", "token-classification", tags, None)
+        ModelFiles(directory, "full", "token-classification", tags, None)
     )
     text = "Amara Okafor flew from Port Elsby to Kelderby, said Ravi Szabo."
     entities = predictor.predict([text])[0]["entities"]
@@ -129,7 +135,7 @@ def test_ner_entities_are_character_spans_of_the_input(tmp_path, tiny_bert):
         assert [e["score"] for e in batched["entities"]] == pytest.approx(scores, abs=1e-5)
     # At a calibration temperature: the same entities, each less sure (a softmax's top
     # probability falls as the temperature rises).
-    files = ModelFiles(tmp_path / "ner", "full", "token-classification", tags, None, None, 4.0)
+    files = ModelFiles(directory, "full", "token-classification", tags, None, None, 4.0)
     calibrated = Predictor.from_files(files).predict([text])[0]["entities"]
     assert [(e["type"], e["start"], e["end"]) for e in calibrated] == [
         (e["type"], e["start"], e["end"]) for e in entities
@@ -144,16 +150,9 @@ def test_many_inputs_are_answered_in_bounded_passes_of_similar_lengths(
     length; each input still gets, in its place, what it gets alone."""
     import ftray.inference
 
-    strategy = get_strategy("full")
-    torch.manual_seed(5)
-    model = strategy.apply(
-        load_task_model(str(tiny_bert), "sequence-classification", LABELS),
-        strategy.config_type(),
-        "sequence-classification",
-    )
-    model.save_pretrained(tmp_path / "clf")
-    load_tokenizer(str(tiny_bert)).save_pretrained(tmp_path / "clf")
-    files = ModelFiles(tmp_path / "clf", "full", "sequence-classification", LABELS, None)
+    task = "sequence-classification"
+    directory = untrained_model(tmp_path, tiny_bert, task, LABELS, seed=5)
+    files = ModelFiles(directory, "full", task, LABELS, None)
     predictor = Predictor.from_files(files)
     texts = [" ".join(["word"] * (1 + (7 * i) % 23)) + f" number {i}" for i in range(11)]
     alone = [predictor.predict([text])[0] for text in texts]
