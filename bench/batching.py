@@ -45,21 +45,13 @@ def median_s(call: Callable[[], object], rounds: int) -> float:
     return statistics.median(times)
 
 
-def ner_predictor(root: Path) -> Predictor:
-    directory = root / "ner"
-    model = load_task_model("all-MiniLM-L6-v2", "token-classification", TAGS)
+def minilm_predictor(root: Path, task: str, labels: list[str]) -> Predictor:
+    """all-MiniLM-L6-v2 with a fresh head for `task` (random: speed does not depend on it)."""
+    directory = root / task
+    model = load_task_model("all-MiniLM-L6-v2", task, labels)
     model.save_pretrained(directory)
     load_tokenizer("all-MiniLM-L6-v2").save_pretrained(directory)
-    return Predictor.from_files(ModelFiles(directory, "full", "token-classification", TAGS, None))
-
-
-def classifier(root: Path) -> Predictor:
-    directory = root / "clf"
-    model = load_task_model("all-MiniLM-L6-v2", "sequence-classification", ["neg", "pos"])
-    model.save_pretrained(directory)
-    load_tokenizer("all-MiniLM-L6-v2").save_pretrained(directory)
-    files = ModelFiles(directory, "full", "sequence-classification", ["neg", "pos"], None)
-    return Predictor.from_files(files)
+    return Predictor.from_files(ModelFiles(directory, "full", task, labels, None))
 
 
 def mixed_reviews(count: int) -> list[str]:
@@ -120,12 +112,14 @@ def main() -> None:
             f"Amara Okafor flew from Port Elsby to Kelderby on day {i}, said Ravi Szabo."
             for i in range(args.inputs)
         ]
-        print(json.dumps(compare("ner", ner_predictor(root), sentences, args.rounds)))
+        tagger = minilm_predictor(root, "token-classification", TAGS)
+        print(json.dumps(compare("ner", tagger, sentences, args.rounds)))
         predictor, prompts = lm_predictor(root)
         prompts = (prompts * args.inputs)[: args.inputs]
         lm = compare("causal-lm", predictor, prompts, args.rounds, max_new_tokens=16)
         print(json.dumps(lm))
-        print(json.dumps(long_request(classifier(root), mixed_reviews(256), args.rounds)))
+        classifier = minilm_predictor(root, "sequence-classification", ["neg", "pos"])
+        print(json.dumps(long_request(classifier, mixed_reviews(256), args.rounds)))
 
 
 if __name__ == "__main__":

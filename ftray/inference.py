@@ -94,17 +94,22 @@ class Predictor:
 
     @classmethod
     def from_files(cls, files: ModelFiles, device: str | torch.device = "cpu") -> Predictor:
-        model, offset = load_model(files)
-        tokenizer = load_tokenizer(str(files.directory))
-        extra = files.extra_positions()
+        model, _offset = load_model(files)
+        return cls.with_model(files, model.to(device))
+
+    @classmethod
+    def with_model(cls, files: ModelFiles, model: Any, adapter: str | None = None) -> Predictor:
+        """A predictor for the version `files` describes, answering with `model`: its own
+        loaded model, or a shared base on which it is the adapter named `adapter`. Everything
+        else (task, labels, offsets, calibration) is the version's."""
         return cls(
-            model.to(device),
-            tokenizer,
+            model,
+            load_tokenizer(str(files.directory)),
             files.task,
             files.labels,
-            offset,
-            None,
-            extra,
+            files.logit_offset(),
+            adapter,
+            files.extra_positions(),
             files.calibration_temperature,
         )
 

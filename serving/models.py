@@ -26,7 +26,7 @@ from ray import serve
 
 from ftray.inference import Predictor, version_files
 from ftray.model_files import ModelFiles
-from ftray.models import load_tokenizer, quiet_transformers
+from ftray.models import quiet_transformers
 from serving.batching import answer_grouped
 
 
@@ -138,18 +138,7 @@ class Models:
             predictor = Predictor.from_files(files, self.device)
             return LoadedVersion(ref, files, predictor, None)
         model = self.bases.attach(files, ref, self.device)
-        tokenizer = load_tokenizer(str(files.directory))
-        predictor = Predictor(
-            model,
-            tokenizer,
-            files.task,
-            files.labels,
-            files.logit_offset(),
-            adapter=ref,
-            extra_positions=files.extra_positions(),
-            calibration_temperature=files.calibration_temperature,
-        )
-
+        predictor = Predictor.with_model(files, model, adapter=ref)
         return LoadedVersion(ref, files, predictor, lambda: self.bases.release_later(files, ref))
 
     async def stats(self) -> dict[str, Any]:
